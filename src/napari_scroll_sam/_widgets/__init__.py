@@ -1,0 +1,1 @@
+"""Qt / magicgui faces. Nothing outside this package imports Qt or napari."""

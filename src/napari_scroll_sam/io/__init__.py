@@ -1,0 +1,1 @@
+"""Lazy volume IO: open, read, write, and the built-in sample."""

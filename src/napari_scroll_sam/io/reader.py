@@ -1,0 +1,60 @@
+"""npe2 reader: every format ``open_volume`` reads, as napari layers.
+
+``get_reader`` answers from names and metadata files only and returns None
+(never raises) for what it cannot read; the returned function opens lazily.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .volume import Volume, detect_format, open_volume
+
+
+def get_reader(path):
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    try:
+        p = Path(path)
+        if not p.exists() or detect_format(p) is None:
+            return None
+    except Exception:  # noqa: BLE001 - get_reader must never raise
+        return None
+    return read_volume
+
+
+def read_volume(path):
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    vol = open_volume(path)
+    layers = volume_layers(vol)
+    for c in range(1, vol.n_channels):
+        layers.extend(volume_layers(open_volume(path, channel=c), extras=False))
+    return layers
+
+
+def volume_layers(vol: Volume, extras: bool = True) -> list:
+    """napari layer-data tuples for a volume: the image (multiscale when it has a
+    pyramid) with ``scale`` from the voxel size and explicit ``contrast_limits``,
+    then its extra layers (fragment mask / ink labels / IR image, NRRD labels)."""
+    name = vol.name if vol.n_channels == 1 else f"{vol.name} [c{vol.channel}]"
+    meta = {"name": name, "scale": vol.voxel_size, "translate": vol.translate,
+            "contrast_limits": list(vol.contrast_limits), "multiscale": vol.multiscale,
+            "metadata": {"volume": vol, "path": str(vol.path)}}
+    if vol.unit not in ("", "pixel"):
+        meta["units"] = (vol.unit.replace("µm", "micrometer"),) * 3
+    data = vol.levels if vol.multiscale else vol.data
+    layers = [(data, meta, "image")]
+    if extras:
+        for extra in vol.extras:
+            extra_meta = {"name": f"{vol.name} {extra.name}", "scale": vol.voxel_size[-extra.data.ndim:],
+                          "translate": vol.translate[-extra.data.ndim:]}
+            if extra.kind == "image":
+                from .volume import estimate_window
+
+                data2 = extra.data if extra.data.ndim == 3 else extra.data[None]
+                extra_meta["contrast_limits"] = list(estimate_window(data2))
+            layers.append((extra.data, extra_meta, extra.kind))
+    return layers

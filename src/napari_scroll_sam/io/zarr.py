@@ -1,0 +1,120 @@
+"""Zarr arrays, groups and OME-Zarr ``multiscales`` pyramids (zarr format 2 and 3).
+
+The Vesuvius ``volumes_zarr_standardized/*.zarr`` layout (OME-Zarr 0.4 on zarr
+v2, uint8, 128³ chunks, ``/`` nested chunk keys, levels ``0``…``5``) becomes a
+napari multiscale image. Only metadata is read at open, plus a few chunks of the
+coarsest level for the intensity window.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask.array as da
+import zarr
+
+from .volume import Volume, VolumeError, as_3d, estimate_window
+
+
+def _open(path: Path):
+    try:
+        return zarr.open(store=str(path), mode="r")
+    except Exception as exc:  # noqa: BLE001 - zarr raises many kinds
+        raise VolumeError(f"{path}: not a readable zarr store ({type(exc).__name__}: {exc})") from exc
+
+
+def _multiscales(group) -> dict | None:
+    attrs = dict(group.attrs)
+    ms = attrs.get("ome", attrs).get("multiscales") if isinstance(attrs.get("ome", attrs), dict) else None
+    return ms[0] if ms else None
+
+
+def _scale_of(dataset: dict, ndim: int) -> list | None:
+    for t in dataset.get("coordinateTransformations", []) or []:
+        if t.get("type") == "scale" and len(t.get("scale", [])) == ndim:
+            return list(t["scale"])
+    return None
+
+
+def open_zarr(path: Path, *, channel: int = 0) -> Volume:
+    """Open a zarr array, group or OME-Zarr pyramid lazily."""
+    path = Path(path)
+    node = _open(path)
+    axes = None
+    voxel, unit = (1.0, 1.0, 1.0), "pixel"
+    fmt = "zarr"
+    if isinstance(node, zarr.Array):
+        arrays = [node]
+        axes = _axes_from_attrs(node)
+    else:
+        ms = _multiscales(node)
+        if ms:
+            fmt = "ome-zarr"
+            try:
+                arrays = [node[d["path"]] for d in ms["datasets"]]
+            except KeyError as exc:
+                raise VolumeError(f"{path}: its multiscales metadata names a level {exc} that is not in the group") from exc
+            names = [a.get("name", "") if isinstance(a, dict) else str(a) for a in ms.get("axes", [])]
+            axes = "".join(n[:1].upper() for n in names) or None
+            scale = _scale_of(ms["datasets"][0], arrays[0].ndim)
+            if scale:
+                spatial = scale[-3:] if len(scale) >= 3 else [1.0] * (3 - len(scale)) + scale
+                voxel = tuple(float(s) for s in spatial)
+                units = [a.get("unit") for a in ms.get("axes", []) if isinstance(a, dict) and a.get("unit")]
+                unit = _short_unit(units[-1]) if units else unit
+        else:
+            arrays = _first_arrays(node, path)
+            axes = _axes_from_attrs(arrays[0])
+    levels, n_channels = [], 1
+    for arr in arrays:
+        lazy, n_channels = as_3d(da.from_zarr(arr), path, axes=axes, channel=channel)
+        levels.append(lazy)
+    for i in range(1, len(levels)):
+        if any(b > a for a, b in zip(levels[i - 1].shape, levels[i].shape)):
+            raise VolumeError(f"{path}: pyramid level {i} {levels[i].shape} is larger than level {i - 1} "
+                              f"{levels[i - 1].shape}")
+    window = _window_from_attrs(node) or estimate_window(levels[-1])
+    return Volume(levels=levels, voxel_size=voxel, unit=unit, contrast_limits=window, path=path,
+                  n_channels=n_channels, channel=channel, metadata={"format": fmt, "zarr_format": _fmt(arrays[0])})
+
+
+def _fmt(arr) -> int:
+    return int(getattr(arr.metadata, "zarr_format", 0) or 0)
+
+
+def _first_arrays(group, path):
+    """A plain group: its first array (by name), searching nested groups breadth-first."""
+    queue = [group]
+    while queue:
+        g = queue.pop(0)
+        arrays = sorted(g.arrays(), key=lambda kv: kv[0])
+        if arrays:
+            # several arrays of decreasing size named like levels: a pyramid without metadata
+            if all(k.isdigit() for k, _ in arrays) and len(arrays) > 1:
+                arrays = sorted(arrays, key=lambda kv: int(kv[0]))
+                return [a for _, a in arrays if a.ndim == arrays[0][1].ndim]
+            return [arrays[0][1]]
+        queue.extend(sub for _, sub in sorted(g.groups(), key=lambda kv: kv[0]))
+    raise VolumeError(f"{path}: zarr group with no arrays in it")
+
+
+def _axes_from_attrs(arr) -> str | None:
+    dims = getattr(arr.metadata, "dimension_names", None) or arr.attrs.get("_ARRAY_DIMENSIONS")
+    if dims and all(dims):
+        return "".join(str(d)[:1].upper() for d in dims)
+    return None
+
+
+def _window_from_attrs(node) -> tuple | None:
+    attrs = dict(node.attrs)
+    omero = attrs.get("ome", attrs).get("omero") if isinstance(attrs.get("ome", attrs), dict) else None
+    try:
+        w = omero["channels"][0]["window"]
+        lo, hi = float(w["start"]), float(w["end"])
+        return (lo, hi) if hi > lo else None
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+
+
+def _short_unit(unit: str) -> str:
+    return {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm"}.get(unit, unit)
