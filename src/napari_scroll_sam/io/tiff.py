@@ -273,7 +273,7 @@ def open_tiff_file(path: Path, *, channel: int = 0) -> Volume:
         levels=levels,
         voxel_size=voxel,
         unit=unit,
-        contrast_limits=estimate_window(levels[-1]) if len(levels) > 1 else estimate_window(levels[0]),
+        contrast_limits=_window(levels[-1], path),
         path=path,
         n_channels=n_channels,
         channel=channel,
@@ -281,16 +281,27 @@ def open_tiff_file(path: Path, *, channel: int = 0) -> Volume:
     )
 
 
+def _window(arr, path):
+    try:
+        return estimate_window(arr)
+    except Exception as exc:  # noqa: BLE001 - a decoder error while sampling the window
+        raise VolumeError(f"{path}: cannot read pixels ({type(exc).__name__}: {exc})") from exc
+
+
 def _check_not_truncated(tif, path):
+    """Pixel data that ends past the end of the file: the series (contiguous) or its first/last page."""
     size = path.stat().st_size
-    pages = tif.series[0].pages
+    series = tif.series[0]
+    ends = []
+    if series.dataoffset is not None:
+        ends.append(series.dataoffset + series.nbytes)
+    pages = series.pages
     for page in (pages[0], pages[-1]) if len(pages) else ():
-        if page is None:
-            continue
         offsets, counts = getattr(page, "dataoffsets", ()), getattr(page, "databytecounts", ())
-        end = max((o + c for o, c in zip(offsets, counts)), default=0)
-        if end > size:
-            raise VolumeError(f"{path}: truncated TIFF: its pixel data ends at byte {end} but the file has {size} bytes")
+        ends.append(max((o + c for o, c in zip(offsets, counts)), default=0))
+    end = max(ends, default=0)
+    if end > size:
+        raise VolumeError(f"{path}: truncated TIFF: its pixel data ends at byte {end} but the file has {size} bytes")
 
 
 def _tiff_voxel_size(tif, series):

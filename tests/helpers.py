@@ -1,0 +1,50 @@
+"""Writers of small test volumes in every format the readers take."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def write_slices(folder: Path, vol: np.ndarray, fmt: str = "{:05d}.tif", meta: dict | None = None) -> Path:
+    import tifffile
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, sl in enumerate(vol):
+        name = folder / fmt.format(i)
+        if name.suffix == ".png":
+            Image.fromarray(sl).save(name)
+        else:
+            tifffile.imwrite(name, sl)
+    if meta is not None:
+        (folder / "meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+def write_ome_zarr(path: Path, vol: np.ndarray, levels: int = 3, chunks=(8, 16, 16), zarr_format: int = 2,
+                   voxel=(7.91, 7.91, 7.91)) -> Path:
+    """An OME-Zarr multiscales pyramid like Vesuvius volumes_zarr_standardized ('/' keys)."""
+    import zarr
+
+    root = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+    datasets = []
+    data = vol
+    for lvl in range(levels):
+        kwargs = {"chunk_key_encoding": {"name": "v2", "separator": "/"}} if zarr_format == 2 else {}
+        arr = root.create_array(str(lvl), shape=data.shape, chunks=tuple(min(c, n) for c, n in zip(chunks, data.shape)),
+                                dtype=data.dtype, **kwargs)
+        arr[:] = data
+        f = 2**lvl
+        datasets.append({"path": str(lvl), "coordinateTransformations": [
+            {"type": "scale", "scale": [v * f for v in voxel]}]})
+        data = data[::2, ::2, ::2]
+    ms = {"version": "0.4", "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+          "datasets": datasets}
+    if zarr_format == 2:
+        root.attrs["multiscales"] = [ms]
+    else:
+        root.attrs["ome"] = {"version": "0.5", "multiscales": [ms]}
+    return path

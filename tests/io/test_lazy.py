@@ -1,0 +1,123 @@
+"""Lazy means: opening reads metadata and at most a few chunks; reads happen on demand.
+
+Proved by counting pixel reads (slice decodes, zarr chunk fetches), not by timing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import zarr
+
+import napari_scroll_sam.io.tiff as tiffmod
+from napari_scroll_sam import open_volume
+from tests.helpers import write_ome_zarr, write_slices
+
+
+@pytest.fixture
+def count_slice_reads(monkeypatch):
+    calls = []
+    real = tiffmod.read_image
+
+    def counting(path, region=None):
+        calls.append((path.name, region))
+        return real(path, region)
+
+    monkeypatch.setattr(tiffmod, "read_image", counting)
+    return calls
+
+
+@pytest.fixture
+def count_chunk_reads(monkeypatch):
+    """Chunk keys fetched from any zarr LocalStore (metadata documents excluded)."""
+    from zarr.storage import LocalStore
+
+    calls = []
+    real = LocalStore.get
+
+    async def counting(self, key, *args, **kwargs):
+        if not key.rsplit("/", 1)[-1] in ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"):
+            calls.append(key)
+        return await real(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(LocalStore, "get", counting)
+    return calls
+
+
+def test_slice_folder_with_meta_reads_no_pixels_at_open(tmp_path, volume_array, count_slice_reads):
+    folder = write_slices(tmp_path / "s", volume_array, meta={"min": 0, "max": 65535, "voxelsize": 3.24})
+    vol = open_volume(folder)
+    assert count_slice_reads == []
+    vol.data[7].compute()
+    assert [name for name, _ in count_slice_reads] == ["00007.tif"]
+
+
+def test_slice_folder_window_reads_at_most_three_slices(tmp_path, volume_array, count_slice_reads):
+    open_volume(write_slices(tmp_path / "s", volume_array))
+    assert 1 <= len(count_slice_reads) <= 3
+
+
+def test_crop_of_a_large_slice_reads_only_its_region(tmp_path, monkeypatch, count_slice_reads):
+    import tifffile
+
+    monkeypatch.setattr(tiffmod, "MAX_SLICE_CHUNK_BYTES", 64 * 64)
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for i in range(4):
+        tifffile.imwrite(folder / f"{i}.tif", np.full((128, 64), i, np.uint16), rowsperstrip=8)
+    (folder / "meta.json").write_text('{"min": 0, "max": 4}')
+    vol = open_volume(folder)
+    vol.data[2, 10:20, 0:8].compute()
+    assert {name for name, _ in count_slice_reads} == {"2.tif"}
+    rows = sum(region[0].stop - region[0].start for _, region in count_slice_reads)
+    assert rows < 128  # only the row blocks holding y 10:20 were decoded
+
+
+def test_zarr_open_reads_only_window_chunks(tmp_path, count_chunk_reads):
+    z = zarr.create_array(str(tmp_path / "a.zarr"), shape=(64, 64, 64), chunks=(8, 16, 16), dtype="uint16")
+    z[:] = np.arange(64**3, dtype=np.uint16).reshape(64, 64, 64)
+    count_chunk_reads.clear()
+    vol = open_volume(tmp_path / "a.zarr")
+    assert len(count_chunk_reads) <= 3  # 512 chunks in the store
+    count_chunk_reads.clear()
+    vol.data[10, 0:16, 0:16].compute()
+    assert len(count_chunk_reads) == 1
+
+
+def test_ome_zarr_window_from_coarsest_level(tmp_path, count_chunk_reads):
+    vol = (np.arange(32 * 48 * 40) % 256).astype(np.uint8).reshape(32, 48, 40)
+    path = write_ome_zarr(tmp_path / "s.zarr", vol, levels=3)
+    count_chunk_reads.clear()
+    open_volume(path)
+    assert count_chunk_reads and all(k.startswith("2/") for k in count_chunk_reads)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, resource, sys, zarr
+    from napari_scroll_sam import open_volume
+    path = sys.argv[1]
+    zarr.create_array(path, shape=(14376, 7888, 8096), chunks=(128, 128, 128), dtype="uint16", fill_value=0)
+    vol = open_volume(path)
+    crop = vol.data[7000, 4000:4512, 3000:3512].compute()
+    print(json.dumps({"shape": list(vol.shape), "crop": list(crop.shape), "crop_max": int(crop.max()),
+                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    """
+)
+
+
+def test_scroll1_sized_empty_zarr_opens_in_flat_memory(tmp_path):
+    """14,376 x 7,888 x 8,096 uint16 (1.8 TB): open and read a 512² crop under 1 GB of RSS."""
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "scroll1.zarr")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["shape"] == [14376, 7888, 8096]
+    assert result["crop"] == [512, 512] and result["crop_max"] == 0
+    assert result["maxrss_mb"] < 1024
