@@ -317,7 +317,8 @@ def _tiff_voxel_size(tif, series):
             m = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
             return tuple(s or 1.0 for s in sizes), (m.group(1) if m else "µm")
     ij = tif.imagej_metadata
-    if ij:
+    # ImageJ's "inch" is a print resolution (dots per inch), not a voxel size
+    if ij and ij.get("unit") not in (None, "", "inch", "pixel"):
         page = tif.pages.first
         res = page.tags.get("XResolution")
         xy = None
@@ -325,5 +326,6 @@ def _tiff_voxel_size(tif, series):
             xy = res.value[1] / res.value[0]
         z = ij.get("spacing")
         if z or xy:
-            return (float(z or xy or 1.0), float(xy or 1.0), float(xy or 1.0)), ij.get("unit", "pixel")
+            unit = {"um": "µm", "micron": "µm", "\\u00B5m": "µm"}.get(ij["unit"], ij["unit"])
+            return (float(z or xy or 1.0), float(xy or 1.0), float(xy or 1.0)), unit
     return (1.0, 1.0, 1.0), "pixel"
