@@ -45,8 +45,7 @@ def volume_layers(vol: Volume, extras: bool = True) -> list:
             "metadata": {"volume": vol, "path": str(vol.path)}}
     if vol.unit not in ("", "pixel"):
         meta["units"] = (vol.unit.replace("µm", "micrometer"),) * 3
-    data = vol.levels if vol.multiscale else vol.data
-    layers = [(data, meta, "image")]
+    layers = [(vol.layer_data, meta, "image")]
     if extras:
         for extra in vol.extras:
             extra_meta = {"name": f"{vol.name} {extra.name}", "scale": vol.voxel_size[-extra.data.ndim:],

@@ -63,6 +63,8 @@ class Volume:
     n_channels: int = 1
     channel: int = 0
     metadata: dict = dataclasses.field(default_factory=dict)
+    #: array-likes behind ``levels`` that napari can slice directly (zarr arrays), or []
+    sources: list = dataclasses.field(default_factory=list, repr=False)
 
     def __post_init__(self):
         self.levels = [a if isinstance(a, da.Array) else da.asarray(a) for a in self.levels]
@@ -89,6 +91,14 @@ class Volume:
     @property
     def dtype(self) -> np.dtype:
         return self.data.dtype
+
+    @property
+    def layer_data(self):
+        """What a napari layer should hold: the zarr arrays themselves when there are
+        (napari slices them without building a dask graph per view), else the dask
+        levels; a list for a pyramid."""
+        data = self.sources if len(self.sources) == len(self.levels) else self.levels
+        return list(data) if self.multiscale else data[0]
 
     @property
     def multiscale(self) -> bool:
@@ -147,6 +157,7 @@ class Volume:
             voxel_size=self.level_voxel_size(level),
             offset=tuple(o // max(f, 1) for o, f in zip(self.offset, factors)),
             extras=[],
+            sources=self.sources[level:level + 1],
         )
 
     def crop(self, z=None, y=None, x=None, level: int = 0) -> "Volume":
@@ -172,6 +183,7 @@ class Volume:
             offset=tuple(o + a for o, (a, _) in zip(src.offset, bounds)),
             name=f"{self.name} [crop]",
             extras=[],
+            sources=[],
         )
 
 
@@ -237,26 +249,33 @@ def dtype_range(dtype) -> tuple:
     return (0.0, 1.0)
 
 
-def estimate_window(arr: da.Array, max_chunks: int = 3, percentiles=(0.5, 99.5)) -> tuple:
+def estimate_window(arr, max_chunks: int = 3, percentiles=(0.5, 99.5)) -> tuple:
     """Contrast limits from percentiles of at most ``max_chunks`` chunks.
 
     Takes the chunk at the centre of (y, x) for slices at 1/4, 1/2 and 3/4 of the
     depth; falls back to the dtype's range when those chunks hold one value
-    (an empty store, a blank region).
+    (an empty store, a blank region). ``arr`` is a dask array, or a zarr array
+    (read directly: no dask graph over a huge array's chunks).
     """
-    if arr.size == 0:
+    if getattr(arr, "size", 1) == 0:
         return dtype_range(arr.dtype)
+    if not isinstance(arr, da.Array):
+        chunks = tuple(_split_even(n, c) for n, c in zip(arr.shape, arr.chunks))
+        read = lambda sl: np.asarray(arr[sl]).ravel()  # noqa: E731
+    else:
+        chunks = arr.chunks
+        read = None
     zs = sorted({int(arr.shape[0] * f) for f in (0.5, 0.25, 0.75)})[:max_chunks]
     boxes = []
     for z in zs:
         sl = [slice(z, z + 1)]
         for ax in (1, 2):
-            bounds = np.cumsum((0,) + arr.chunks[ax])
+            bounds = np.cumsum((0,) + chunks[ax])
             centre = arr.shape[ax] // 2
             k = int(np.searchsorted(bounds, centre, side="right") - 1)
             sl.append(slice(int(bounds[k]), int(bounds[k + 1])))
-        boxes.append(arr[tuple(sl)].ravel())
-    sample = np.asarray(da.concatenate(boxes).compute())
+        boxes.append(read(tuple(sl)) if read else arr[tuple(sl)].ravel())
+    sample = np.concatenate(boxes) if read else np.asarray(da.concatenate(boxes).compute())
     if sample.dtype == bool:
         return (0.0, 1.0)
     sample = sample[np.isfinite(sample)] if np.issubdtype(sample.dtype, np.floating) else sample
@@ -270,6 +289,10 @@ def estimate_window(arr: da.Array, max_chunks: int = 3, percentiles=(0.5, 99.5))
             return (float(lo) - 0.5, float(lo) + 0.5)
         return dtype_range(arr.dtype)
     return (float(lo), float(hi))
+
+
+def _split_even(n, c):
+    return tuple(min(c, n - i) for i in range(0, n, c))
 
 
 # --- the dispatcher -------------------------------------------------------------

@@ -73,9 +73,11 @@ def open_zarr(path: Path, *, channel: int = 0) -> Volume:
         if any(b > a for a, b in zip(levels[i - 1].shape, levels[i].shape)):
             raise VolumeError(f"{path}: pyramid level {i} {levels[i].shape} is larger than level {i - 1} "
                               f"{levels[i - 1].shape}")
-    window = _window_from_attrs(node) or estimate_window(levels[-1])
+    direct = arrays if all(a.ndim == 3 for a in arrays) else []  # zarr arrays napari can slice as they are
+    window = _window_from_attrs(node) or estimate_window(direct[-1] if direct else levels[-1])
     return Volume(levels=levels, voxel_size=voxel, unit=unit, contrast_limits=window, path=path,
-                  n_channels=n_channels, channel=channel, metadata={"format": fmt, "zarr_format": _fmt(arrays[0])})
+                  n_channels=n_channels, channel=channel, sources=direct,
+                  metadata={"format": fmt, "zarr_format": _fmt(arrays[0])})
 
 
 def _fmt(arr) -> int:
