@@ -129,7 +129,7 @@ class Volume:
             f"shape:       {self.shape} (z, y, x)",
             f"dtype:       {self.dtype}",
             f"voxel size:  {self.voxel_size} {self.unit}",
-            f"window:      {self.contrast_limits}",
+            f"window:      {self.contrast_limits[0]:.6g} – {self.contrast_limits[1]:.6g}",
             f"chunks:      {tuple(c[0] for c in self.data.chunks)}",
             f"size:        {self.data.nbytes / 2**30:.2f} GiB",
         ]
