@@ -48,3 +48,21 @@ def write_ome_zarr(path: Path, vol: np.ndarray, levels: int = 3, chunks=(8, 16, 
     else:
         root.attrs["ome"] = {"version": "0.5", "multiscales": [ms]}
     return path
+
+
+def tiny_model(seed: int = 0, img_size: int = 64, name: str = "tiny"):
+    """A SAM built small from segment_anything.modeling (random weights, seeded): fast on CPU."""
+    import torch
+
+    from napari_scroll_sam.sam import SamConfig, SamModel, build_sam
+
+    cfg = SamConfig(name=name, img_size=img_size, patch_size=16, encoder_embed_dim=32, encoder_depth=2,
+                    encoder_num_heads=2, encoder_global_attn_indexes=(1,), window_size=2, prompt_embed_dim=32,
+                    decoder_mlp_dim=64, decoder_num_heads=2, iou_head_hidden_dim=32)
+    torch.manual_seed(seed)
+    sam = build_sam(cfg).eval()
+    # random rel-pos tables: SAM initialises them to zero, which would hide attention bugs
+    for blk in sam.image_encoder.blocks:
+        torch.nn.init.normal_(blk.attn.rel_pos_h, std=0.2)
+        torch.nn.init.normal_(blk.attn.rel_pos_w, std=0.2)
+    return SamModel(sam=sam, config=cfg, device=torch.device("cpu"), model_id=f"{name}:seed{seed}", source=name)

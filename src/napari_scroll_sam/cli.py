@@ -2,6 +2,7 @@
 
     napari-scroll-sam demo [--headless] [--shape Z Y X] [--seed N] [--out DIR]
     napari-scroll-sam info PATH
+    napari-scroll-sam embed VOLUME --model small --mode tuples [--scheduler ADDRESS]
 
 ``demo`` is the main job on the built-in sample: it generates the synthetic
 scroll and opens napari on it (volume, sheet labels, ink; 3D view). With
@@ -93,6 +94,38 @@ def _demo_viewer(phantom) -> int:
     return 0
 
 
+def _mode_from_args(args):
+    from .sampling import make_mode
+
+    params = {}
+    for name in ("stride", "d", "window", "seed"):
+        value = getattr(args, name, None)
+        if value is not None:
+            params[name] = value
+    return make_mode(args.mode, **params)
+
+
+def cmd_embed(args) -> int:
+    from tqdm import tqdm
+
+    from .sam.distributed import EmbedJob, embed_volume
+
+    job = EmbedJob(volume_path=str(args.volume), model=args.model, device=args.device, mode=_mode_from_args(args),
+                   cache=args.cache, batch_size=args.batch_size, volume=args.volpkg_volume)
+    zs = range(args.z[0], args.z[1]) if args.z else None
+    reports = embed_volume(job, zs=zs, scheduler=args.scheduler)
+    encoded = cached = 0
+    with tqdm(desc="embedding", unit="slice") as bar:
+        for r in reports:
+            bar.total = r.total
+            bar.update(1)
+            cached += r.cached
+            encoded += not r.cached
+    where = args.cache or "the default cache"
+    print(f"{encoded} slices encoded, {cached} already cached, in {where}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-scroll-sam", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("path")
     info.add_argument("--volume", default=None, help="which volume of a .volpkg")
     info.set_defaults(func=cmd_info)
+    embed = sub.add_parser("embed", help="precompute SAM embeddings of a volume into the cache")
+    embed.add_argument("volume")
+    embed.add_argument("--model", default="small", help="vit_b, vit_l, vit_h, small, or a checkpoint path")
+    embed.add_argument("--device", default="auto")
+    embed.add_argument("--mode", default="every", help="slice sampling: every, tuples, random")
+    embed.add_argument("--stride", type=int, default=None)
+    embed.add_argument("--d", type=int, default=None, help="tuples: slice distance")
+    embed.add_argument("--window", type=int, default=None, help="random tuples: half window")
+    embed.add_argument("--seed", type=int, default=None)
+    embed.add_argument("--z", type=int, nargs=2, metavar=("START", "STOP"), help="only slices START..STOP-1")
+    embed.add_argument("--cache", default=None, help="cache folder (default: $NAPARI_SCROLL_SAM_CACHE or the OS cache)")
+    embed.add_argument("--batch-size", type=int, default=None)
+    embed.add_argument("--scheduler", default=None, help="dask.distributed scheduler address")
+    embed.add_argument("--volpkg-volume", default=None, help="which volume of a .volpkg")
+    embed.set_defaults(func=cmd_embed)
     return parser
 
 
@@ -114,9 +162,16 @@ def main(argv=None) -> int:
     from .io.volume import VolumeError
     from .io.writer import WriteError
 
+    errors = (VolumeError, WriteError)
+    if args.command == "embed":
+        from .sam.embeddings import EmbeddingError
+        from .sam.models import ModelError
+        from .sampling import SamplingError
+
+        errors += (EmbeddingError, ModelError, SamplingError)
     try:
         return args.func(args)
-    except (VolumeError, WriteError) as exc:
+    except errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

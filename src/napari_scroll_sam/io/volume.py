@@ -115,6 +115,17 @@ class Volume:
         """Physical position of voxel (0, 0, 0), for napari's ``translate``."""
         return tuple(o * v for o, v in zip(self.offset, self.voxel_size))
 
+    def identity(self) -> str:
+        """A short stable fingerprint of what this volume's voxels are: source path,
+        shape, dtype, crop offset, voxel size and channel (or dask's token for data
+        with no path). Used to key caches; a crop or a level has its own identity."""
+        import hashlib
+        import json
+
+        src = str(self.path.resolve()) if self.path is not None else self.data.name
+        parts = [src, list(self.shape), str(self.dtype), list(self.offset), list(self.voxel_size), self.channel]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
     def __repr__(self) -> str:
         levels = "" if not self.multiscale else f", levels={len(self.levels)}"
         return (
