@@ -1,4 +1,5 @@
-"""SAM models, weights and devices (``models``), embeddings, prediction.
+"""SAM: configurations (``config``), published weights (``weights``), checkpoint files
+(``checkpoint``), loading and devices (``models``), embeddings, tiles, prediction.
 
 Importing this package first makes ``segment_anything`` importable whether or not a
 working torchvision is installed (see ``_compat``).
