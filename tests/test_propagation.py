@@ -49,21 +49,31 @@ class OraclePredictor:
 
     def predict(self, embedding, original_size, points=None, point_labels=None, boxes=None, mask_input=None,
                 multimask=False):
+        self.calls = getattr(self, "calls", 0) + 1
         z = int(embedding.flatten()[0])
+        n = len(points) if points is not None else len(np.asarray(boxes).reshape(-1, 4))
+        masks, ious = [], []
+        for i in range(n):
+            pts = None if points is None else np.asarray(points)[i]
+            lab = None if points is None else np.asarray(point_labels)[i]
+            box = None if boxes is None else np.asarray(boxes).reshape(-1, 4)[i]
+            oid = self._object(z, pts, lab, box)
+            masks.append((self.gt[z] == oid) if oid else np.zeros(self.gt.shape[1:], bool))
+            ious.append(self.iou(z, oid))
+        return Prediction(np.stack(masks), np.array(ious, np.float32), torch.zeros((n, 1, 4, 4)))
+
+    def _object(self, z, pts, lab, box):
         sl = self.gt[z]
-        ids = []
-        if points is not None:
-            for (y, x), l in zip(np.asarray(points)[0], np.asarray(point_labels)[0]):
+        if pts is not None:
+            for (y, x), l in zip(pts, lab):
                 if l > 0 and sl[int(round(y)), int(round(x))]:
-                    ids.append(sl[int(round(y)), int(round(x))])
-        if not ids and boxes is not None:
-            y0, x0, y1, x1 = np.asarray(boxes).reshape(4).round().astype(int)
+                    return sl[int(round(y)), int(round(x))]
+        if box is not None:
+            y0, x0, y1, x1 = box.round().astype(int)
             vals = sl[y0:y1 + 1, x0:x1 + 1]
             vals = vals[vals > 0]
-            ids = [np.bincount(vals).argmax()] if len(vals) else []
-        oid = ids[0] if ids else 0
-        mask = (sl == oid) if oid else np.zeros_like(sl, bool)
-        return Prediction(mask[None], np.array([self.iou(z, oid)], np.float32), torch.zeros((1, 1, 4, 4)))
+            return np.bincount(vals).argmax() if len(vals) else 0
+        return 0
 
 
 def tube_volume(n=20, shape=(60, 60)):
@@ -154,9 +164,10 @@ def test_several_objects_share_slices_and_never_overwrite_each_other():
     class Bleeding(OraclePredictor):
         def predict(self, embedding, original_size, **kw):
             res = super().predict(embedding, original_size, **kw)
-            if res.masks[0][20, 15 + int(embedding.flatten()[0])]:  # it is object 1
-                res.masks[0][44:50, 20:40] = True
-                res.iou[:] = 0.6  # less sure than the bar (0.95)
+            for m, i in zip(res.masks, range(len(res.iou))):
+                if m[20, 15 + int(embedding.flatten()[0])]:  # it is object 1
+                    m[44:50, 20:40] = True
+                    res.iou[i] = 0.6  # less sure than the bar (0.95)
             return res
 
     labels, reports = run(overlap, [Seed(1, 10, points=[[20, 25]]), Seed(2, 10, points=[[48, 30]])],
@@ -166,7 +177,15 @@ def test_several_objects_share_slices_and_never_overwrite_each_other():
     assert lost and all(v == 5 * 20 for v in lost)  # the bleed's rows 45..49 x 20 columns
     assert ((labels == 1) >= (gt == 1)).all() and not ((labels == 1) & (gt == 2)).any()
     ups = [r.z for r in reports if r.direction == +1 and r.stopped is None]
-    assert ups.count(11) == 2  # both objects decoded on slice 11 in the same step
+    assert ups.count(11) == 2  # both objects on slice 11 in the same step ...
+
+
+def test_objects_on_a_slice_share_one_decoder_call():
+    gt = tube_volume()
+    pred = OraclePredictor(gt)
+    run(gt, [Seed(1, 10, points=[[20, 25]]), Seed(2, 10, points=[[48, 30]])], predictor=pred,
+        direction="up", z_limits=(0, 14))
+    assert pred.calls == 2 + 3  # two seeds, then slices 11, 12, 13 with both objects in one call each
 
 
 def test_an_object_jumping_onto_another_ranks_last():

@@ -274,18 +274,15 @@ def propagate(embedder, seeds: Sequence[Seed], labels, strategy: str = "box+fart
                     yield SliceReport(z, w.object_id, 0, 0.0, None, step, "stop slice")
                 continue
             _prefetch(embedder, z, step, prefetch, active)
-            results = []
+            prompts = []
             for w in here:
                 try:
-                    pr = make_prompt(w.mask, strategy, rng=rng, **opts)
+                    prompts.append((w, make_prompt(w.mask, strategy, rng=rng, **opts)))
                 except EmptyMaskError:
-                    pr = None
-                if pr is None:
                     w.active = False
-                    continue
-                mask, logits, iou = _predict_one(embedder, predictor, z, pr, w.logits if pr.use_logits else None,
-                                                 multimask, tiled)
-                results.append((w, mask, logits, iou))
+            preds = _predict_many(embedder, predictor, z,
+                                  [(pr, w.logits if pr.use_logits else None) for w, pr in prompts], multimask, tiled)
+            results = [(w, *p) for (w, _), p in zip(prompts, preds)]
             to_write, reports = [], []
             for w, mask, logits, iou in results:
                 area, prev_area = int(mask.sum()), int(w.mask.sum())
@@ -324,6 +321,40 @@ def _prefetch(embedder, z, step, n, active):
     ahead = [zz for zz in range(z, far + step, step)][:n]
     for _ in embedder.embed([zz for zz in ahead if not embedder.is_cached(zz)]):
         pass
+
+
+def _predict_many(embedder, predictor, z, items, multimask, tiled) -> list:
+    """[(mask, logits, iou)] for [(prompt, previous logits or None)] on slice z: one
+    decoder call per group of prompts of the same kind (with/without a box, with/without
+    mask input), points padded with label -1 to a common count."""
+    if tiled or len(items) == 1:
+        return [_predict_one(embedder, predictor, z, pr, lg, multimask, tiled) for pr, lg in items]
+    out = [None] * len(items)
+    groups: dict[tuple, list[int]] = {}
+    for i, (pr, lg) in enumerate(items):
+        groups.setdefault((pr.box is not None, lg is not None), []).append(i)
+    emb = embedder.get(z)
+    for (has_box, has_logits), idx in groups.items():
+        k = max(len(items[i][0].points) for i in idx)
+        pts = np.zeros((len(idx), max(k, 1), 2))
+        lab = -np.ones((len(idx), max(k, 1)))
+        for j, i in enumerate(idx):
+            p = items[i][0]
+            pts[j, : len(p.points)], lab[j, : len(p.points)] = p.points, p.labels
+        kw = {"points": pts, "point_labels": lab} if k else {}
+        if has_box:
+            kw["boxes"] = np.stack([items[i][0].box for i in idx])
+        if has_logits:
+            import torch
+
+            kw["mask_input"] = torch.cat([items[i][1] for i in idx])
+        try:
+            res = predictor.predict(emb.tensor[0], emb.original_size, multimask=multimask, **kw)
+        except PromptError as exc:
+            raise PropagationError(f"slice {z}: {exc}") from exc
+        for j, i in enumerate(idx):
+            out[i] = (res.masks[j], res.logits[j:j + 1], float(res.iou[j]))
+    return out
 
 
 def _predict_one(embedder, predictor, z, pr: Prompt, logits, multimask, tiled):
