@@ -22,13 +22,63 @@ def test_info_on_bad_path_is_a_clear_error(tmp_path, capsys):
     assert "missing: no such file or folder" in capsys.readouterr().err
 
 
-def test_demo_headless_writes_labels_and_preview(tmp_path, capsys):
+def test_demo_headless_propagates_and_scores(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--headless", "--shape", "8", "96", "96", "--out", str(out)]) == 0
-    sheets = zarr.open_array(str(out / "sheets.zarr"), mode="r")[:]
-    ink = zarr.open_array(str(out / "ink.zarr"), mode="r")[:]
-    assert sheets.shape == (8, 96, 96) and sheets.max() >= 2
-    assert ink.any() and np.all(sheets[ink > 0] > 0)
-    png = np.asarray(Image.open(out / "sample_slice.png"))
+    assert main(["demo", "--headless", "--shape", "8", "96", "96", "--out", str(out),
+                 "--cache", str(tmp_path / "cache")]) == 0
+    printed = capsys.readouterr().out
+    assert "prompted wrap" in printed and "mean IoU" in printed and "IoU vs ground truth" in printed
+    labels = zarr.open_array(str(out / "labels.zarr"), mode="r")[:]
+    assert labels.shape == (8, 96, 96) and set(np.unique(labels)) <= {0, 1}
+    assert labels[4].any()  # the seed slice is segmented
+    png = np.asarray(Image.open(out / "demo_slice.png"))
     assert png.shape == (96, 96, 3) and png.std() > 10
-    assert "wrote" in capsys.readouterr().out
+
+
+def _slices(folder, data):
+    import tifffile
+
+    folder.mkdir()
+    for z, sl in enumerate(data):
+        tifffile.imwrite(folder / f"{z:05d}.tif", sl)
+    return folder
+
+
+def test_propagate_command_writes_labels_and_reports(tmp_path, capsys):
+    from napari_scroll_sam.sam import save_checkpoint
+    from tests.helpers import tiny_model
+
+    data = np.zeros((6, 64, 64), np.uint8)
+    data[:, 16:48, 16:48] = 200
+    folder = _slices(tmp_path / "cube", data)
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, tiny_model(seed=0))
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text("object,z,y,x,label,y1,x1\n3,2,32,32,1,,\n3,2,5,5,0,,\n4,4,10,10,,20,20\n")
+    out = tmp_path / "labels.zarr"
+    args = ["propagate", str(folder), "--prompts", str(prompts), "--model", str(ckpt), "--out", str(out),
+            "--cache", str(tmp_path / "cache"), "--min-pred-iou", "0", "--min-slice-iou", "0",
+            "--max-area-change", "0", "--max-empty", "6", "--z-limits", "1", "6"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[0] == "z,object,area,predicted_iou,slice_iou,direction,stopped"
+    rows = [line.split(",") for line in printed[1:]]
+    assert {(r[0], r[1], r[5]) for r in rows} >= {("2", "3", "0"), ("4", "4", "0")}  # both anchors
+    assert {r[0] for r in rows} <= {"1", "2", "3", "4", "5"}  # z limits kept
+    labels = zarr.open_array(str(out), mode="r")
+    assert labels.shape == (6, 64, 64) and set(np.unique(labels[:])) <= {0, 3, 4}
+    assert not labels[0].any()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no partial left
+
+
+def test_propagate_command_bad_prompts(tmp_path, capsys):
+    folder = _slices(tmp_path / "cube", np.zeros((3, 32, 32), np.uint8))
+    bad = tmp_path / "p.csv"
+    bad.write_text("obj,zz\n1,2\n")
+    assert main(["propagate", str(folder), "--prompts", str(bad), "--out", str(tmp_path / "o.zarr")]) == 2
+    assert "needs columns object,z,y,x" in capsys.readouterr().err
+    bad.write_text("object,z,y,x\n1,9,5,5\n")
+    assert main(["propagate", str(folder), "--prompts", str(bad), "--out", str(tmp_path / "o.zarr"),
+                 "--model", "small", "--cache", str(tmp_path / "c")]) == 2
+    assert "slice 9 is outside the volume" in capsys.readouterr().err
+    assert not (tmp_path / "o.zarr").exists()

@@ -195,7 +195,9 @@ def propagate(embedder, seeds: Sequence[Seed], labels, strategy: str = "box+fart
               direction: str = "both", z_limits=None, *, replace: bool = False, multimask: bool = False,
               margin: float = 0.1, n_points: int = 3, rng_seed: int = 0, prefetch: int | None = None,
               predictor: Predictor | None = None) -> Iterator[SliceReport]:
-    """Propagate seeds through the volume; yields ``SliceReport``s (see the module doc).
+    """Propagate seeds through the volume: checks the input now (raising
+    ``PropagationError`` before anything is written) and returns a generator of
+    ``SliceReport``s that does the work as it is iterated (see the module doc).
 
     Parameters
     ----------
@@ -215,7 +217,13 @@ def propagate(embedder, seeds: Sequence[Seed], labels, strategy: str = "box+fart
     if direction not in ("both", "up", "down"):
         raise PropagationError(f"direction must be 'both', 'up' or 'down', not {direction!r}")
     seeds = list(seeds)
-    _validate(embedder, seeds, labels, z_limits, replace)
+    _validate(embedder, seeds, labels, z_limits, replace)  # at the call: before anything is written
+    return _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, multimask, margin, n_points,
+                rng_seed, prefetch, predictor)
+
+
+def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, multimask, margin, n_points,
+         rng_seed, prefetch, predictor) -> Iterator[SliceReport]:
     lo, hi = z_limits if z_limits is not None else (0, embedder.volume.shape[0])
     predictor = predictor or Predictor(embedder.model)
     rng = np.random.default_rng(rng_seed)
