@@ -1,0 +1,277 @@
+"""The Segment dock widget: prompts on a slice → the same mask as the plain API; embedding, cancel, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_scroll_sam._widgets import segment as segment_module
+from napari_scroll_sam._widgets.segment import BOXES_SUFFIX, MASKS_SUFFIX, PROMPTS_SUFFIX, SegmentWidget
+from napari_scroll_sam.io.phantom import scroll_phantom
+from napari_scroll_sam.io.volume import Volume
+from napari_scroll_sam.sam.embeddings import SliceEmbedder
+from napari_scroll_sam.sam.segment import segment_slice
+from napari_scroll_sam.sampling import EverySlice, Tuples
+from tests.helpers import tiny_model
+
+CL = (7000.0, 40000.0)
+SHAPE = (6, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def image():
+    return scroll_phantom(SHAPE, seed=0)[0].compute()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(img_size=64)
+
+
+@pytest.fixture
+def cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("NAPARI_SCROLL_SAM_SYNC", "1")
+    monkeypatch.setenv("NAPARI_SCROLL_SAM_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def setup(make_napari_viewer, qtbot, cache, image, model):
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="scroll", contrast_limits=CL)
+    widget = SegmentWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.set_model(model)
+    viewer.dims.set_current_step(0, 3)
+    return viewer, widget
+
+
+def reference(model, image, z, mode=None, **prompts):
+    emb = SliceEmbedder(model, Volume(levels=[image], contrast_limits=CL), mode=mode, cache=False)
+    return segment_slice(emb, z, **prompts).masks
+
+
+def rect(z, y0, x0, y1, x1):
+    return np.array([[z, y0, x0], [z, y0, x1], [z, y1, x1], [z, y1, x0]], float)
+
+
+def test_point_prompt_gives_the_api_mask(setup, model, image):
+    viewer, w = setup
+    assert w.image_combo.currentText() == "scroll" and w.current_z() == 3
+    assert w.model_combo.currentText() == "tiny" and "loaded: tiny:seed0 on cpu" in w.model_label.text()
+    w.prompt_button.click()
+    points, boxes, masks = w.prompt_layers()
+    assert points.name == "scroll" + PROMPTS_SUFFIX and boxes.name == "scroll" + BOXES_SUFFIX
+    assert masks.name == "scroll" + MASKS_SUFFIX and masks.data.dtype == np.uint32 and masks.data.shape == SHAPE
+    assert viewer.layers.selection.active is points and points.mode == "add"
+    assert bool(points.feature_defaults["positive"].iloc[0])
+    points.add([3, 30, 30])
+    points.add([1, 10, 10])  # another slice: not a prompt for slice 3
+    w.object_id.setValue(5)
+    w.segment_button.click()
+    assert not w.error_label.text(), w.error_label.text()
+    want = reference(model, image, 3, points=[[[30, 30]]], labels=[[1]])[0]
+    assert 0 < want.sum() < want.size
+    np.testing.assert_array_equal(masks.data[3] == 5, want)
+    assert set(np.unique(masks.data[3])) == {0, 5}
+    assert masks.data[[0, 1, 2, 4, 5]].sum() == 0
+    assert "predicted IoU" in w.status_label.text() and "object 5" in w.status_label.text()
+    assert masks.selected_label == 5
+
+    # a negative point joins the prompt; re-segmenting replaces the object's pixels on the slice
+    w.negative_radio.setChecked(True)
+    assert not bool(points.feature_defaults["positive"].iloc[0])
+    points.add([3, 50, 12])
+    assert list(points.features["positive"]) == [True, True, False]
+    np.testing.assert_allclose(points.face_color[2], [1, 0x30 / 255, 0x30 / 255, 1], atol=1e-6)
+    w.segment_button.click()
+    want2 = reference(model, image, 3, points=[[[30, 30], [50, 12]]], labels=[[1, 0]])[0]
+    np.testing.assert_array_equal(masks.data[3] == 5, want2)
+    assert masks.data[[0, 1, 2, 4, 5]].sum() == 0
+
+
+def test_box_prompts_and_mode(setup, model, image):
+    viewer, w = setup
+    w.mode_selector.set_mode(Tuples(d=1))
+    w.prompt_button.click()
+    points, boxes, masks = w.prompt_layers()
+    boxes.add_rectangles(rect(3, 10, 12, 40, 44))
+    w.segment_button.click()
+    assert not w.error_label.text(), w.error_label.text()
+    want = reference(model, image, 3, mode=Tuples(d=1), box=[[10, 12, 40, 44]])[0]
+    np.testing.assert_array_equal(masks.data[3] == 1, want)
+
+    # two boxes on the slice (and a point): one prompt per box, their union is the object
+    boxes.add_rectangles(rect(3, 30, 30, 60, 60))
+    points.add([3, 20, 20])
+    w.segment_button.click()
+    two = reference(model, image, 3, mode=Tuples(d=1), points=[[[20, 20]]] * 2, labels=[[1]] * 2,
+                    box=[[10, 12, 40, 44], [30, 30, 60, 60]])
+    np.testing.assert_array_equal(masks.data[3] == 1, two.any(0))
+    assert "union of 2 box prompts" in w.status_label.text()
+
+
+def test_no_prompt_on_the_slice(setup, model, image):
+    viewer, w = setup
+    w.prompt_button.click()
+    points, boxes, masks = w.prompt_layers()
+    points.add(np.array([[3, 5, 5], [1, 10, 10], [3, 7, 7]]))
+    boxes.add_rectangles([rect(3, 1, 1, 9, 9), rect(4, 1, 1, 9, 9)])
+    w.clear_button.click()  # removes the prompts of slice 3 only
+    np.testing.assert_array_equal(points.data, [[1, 10, 10]])
+    assert len(boxes.data) == 1 and boxes.data[0][0, 0] == 4
+    w.segment_button.click()
+    assert "no point or box on slice 3: points are on slice(s) 1; boxes are on slice(s) 4" in w.error_label.text()
+    assert not w.error_label.isHidden()
+    assert masks.data.sum() == 0
+
+    # a scaled, shifted image: Segment alone (no Prompt layers click) creates the layers (same
+    # geometry) and says what is missing; the slice is the image's data z
+    other = viewer.add_image(image[:4, :32, :32], name="other", contrast_limits=CL, scale=(2, 1, 1),
+                             translate=(4, 0, 0))
+    w.image_combo.setCurrentText("other")
+    viewer.dims.set_point(0, 4 + 2 * 2)
+    assert w.current_z() == 2
+    w.segment_button.click()
+    assert "no point or box on slice 2" in w.error_label.text()
+    assert {"other" + s for s in (PROMPTS_SUFFIX, BOXES_SUFFIX, MASKS_SUFFIX)} <= {ly.name for ly in viewer.layers}
+    points, _, masks = w.prompt_layers()
+    assert tuple(points.scale) == tuple(masks.scale) == tuple(other.scale)
+    assert masks.data.shape == (4, 32, 32) and masks.data.sum() == 0
+    points.add([2, 16, 16])
+    w.segment_button.click()
+    assert not w.error_label.text(), w.error_label.text()
+    want = reference(model, image[:4, :32, :32], 2, points=[[[16, 16]]], labels=[[1]])[0]
+    np.testing.assert_array_equal(masks.data[2] == 1, want)
+    assert masks.data[[0, 1, 3]].sum() == 0
+
+
+def test_other_objects_kept_unless_overwrite(setup, model, image):
+    viewer, w = setup
+    w.prompt_button.click()
+    points, _, masks = w.prompt_layers()
+    masks.data[3, :, :32] = 9
+    points.add([3, 30, 40])
+    w.segment_button.click()
+    want = reference(model, image, 3, points=[[[30, 40]]], labels=[[1]])[0]
+    assert (masks.data[3, :, :32] == 9).all()
+    np.testing.assert_array_equal(masks.data[3][:, 32:] == 1, want[:, 32:])
+    w.overwrite_check.setChecked(True)
+    w.segment_button.click()
+    np.testing.assert_array_equal(masks.data[3] == 1, want)
+    w.new_object()
+    assert w.object_id.value() == 2
+
+
+def test_embed_volume_caches_every_slice(setup, model, image, cache):
+    viewer, w = setup
+    reports = []
+    w.embed_report.connect(reports.append)
+    w.embed_button.click()
+    assert not w.error_label.text(), w.error_label.text()
+    assert [r.done for r in reports] == list(range(1, SHAPE[0] + 1))
+    check = SliceEmbedder(model, Volume(levels=[image], contrast_limits=CL), EverySlice(), cache=cache)
+    assert all(check.is_cached(z) for z in range(SHAPE[0]))
+    assert w.progress_bar.value() == SHAPE[0] and w.progress_bar.maximum() == SHAPE[0]
+    assert "embedded 6 slices" in w.status_label.text()
+    assert w.embed_button.isEnabled() and not w.cancel_button.isEnabled()
+    # again: everything comes from the cache
+    w.embed_button.click()
+    assert "0 encoded now, 6 from the cache" in w.status_label.text()
+
+    # another mode is another store; cancel from the first report: the slices done stay cached
+    w.mode_selector.set_mode(Tuples(d=2))
+    seen = []
+
+    def first_report(report):
+        seen.append(report.z)
+        if len(seen) == 1:
+            assert w.cancel_button.isEnabled()
+            w.cancel_button.click()
+
+    w.embed_report.connect(first_report)
+    w.embed_button.click()
+    assert seen == [0]
+    check = SliceEmbedder(model, Volume(levels=[image], contrast_limits=CL), Tuples(d=2), cache=cache)
+    cached = [z for z in range(SHAPE[0]) if check.is_cached(z)]
+    assert cached and len(cached) < SHAPE[0] and 0 in cached
+    assert "cancelled" in w.status_label.text()
+    assert w.embed_button.isEnabled() and not w.cancel_button.isEnabled()
+    w.embed_report.disconnect(first_report)
+    w.embed_button.click()  # resumes: the rest is encoded
+    assert f"{SHAPE[0] - len(cached)} encoded now, {len(cached)} from the cache" in w.status_label.text()
+
+
+def test_bad_checkpoint_shows_model_error(setup, tmp_path):
+    viewer, w = setup
+    w.prompt_button.click()
+    points, _, masks = w.prompt_layers()
+    points.add([3, 30, 30])
+    bad = tmp_path / "finetuned.pt"
+    bad.write_bytes(b"not a checkpoint")
+    w.set_checkpoint(bad)
+    assert "loads at the first" in w.model_label.text()
+    w.segment_button.click()
+    assert "ModelError" in w.error_label.text() and "finetuned.pt" in w.error_label.text()
+    assert masks.data.sum() == 0
+    assert w.segment_button.isEnabled()
+    w.set_checkpoint(tmp_path / "missing.pt")
+    w.embed_button.click()
+    assert "no such checkpoint file" in w.error_label.text()
+    assert w.embed_button.isEnabled()
+
+
+def test_checkpoint_file_loads(setup, model, image, tmp_path):
+    from napari_scroll_sam.sam.models import save_checkpoint
+
+    viewer, w = setup
+    path = save_checkpoint(tmp_path / "tuned.pt", model)
+    w.set_checkpoint(path)
+    w.device_combo.setCurrentText("cpu")
+    w.prompt_button.click()
+    points, _, masks = w.prompt_layers()
+    points.add([3, 30, 30])
+    w.segment_button.click()
+    assert not w.error_label.text(), w.error_label.text()
+    assert "loaded: tiny:" in w.model_label.text()
+    want = reference(model, image, 3, points=[[[30, 30]]], labels=[[1]])[0]
+    np.testing.assert_array_equal(masks.data[3] == 1, want)
+
+
+def test_large_volume_masks_are_zarr(setup, model, image, monkeypatch):
+    monkeypatch.setattr(segment_module, "NUMPY_LABELS_MAX_VOXELS", 0)
+    viewer, w = setup
+    w.prompt_button.click()
+    points, _, masks = w.prompt_layers()
+    assert not isinstance(masks.data, np.ndarray)
+    points.add([3, 30, 30])
+    w.segment_button.click()
+    want = reference(model, image, 3, points=[[[30, 30]]], labels=[[1]])[0]
+    np.testing.assert_array_equal(np.asarray(masks.data[3]) == 1, want)
+    assert np.asarray(masks.data[2]).sum() == 0
+
+
+def test_in_a_thread(setup, model, image, cache, monkeypatch, qtbot):
+    """Without NAPARI_SCROLL_SAM_SYNC the jobs run in napari's thread workers."""
+    monkeypatch.delenv("NAPARI_SCROLL_SAM_SYNC")
+    viewer, w = setup
+    with qtbot.waitSignal(w.embed_finished, timeout=30000) as blocker:
+        w.embed_button.click()
+    assert blocker.args == [False]
+    check = SliceEmbedder(model, Volume(levels=[image], contrast_limits=CL), EverySlice(), cache=cache)
+    assert all(check.is_cached(z) for z in range(SHAPE[0]))
+    w.prompt_button.click()
+    points, _, masks = w.prompt_layers()
+    points.add([3, 30, 30])
+    with qtbot.waitSignal(w.segment_finished, timeout=30000) as blocker:
+        w.segment_button.click()
+    assert blocker.args == [True], w.error_label.text()
+    # the slice came from the disk cache (float16): compare with an embedder reading that cache
+    emb = SliceEmbedder(model, Volume(levels=[image], contrast_limits=CL), cache=cache)
+    want = segment_slice(emb, 3, points=[[[30, 30]]], labels=[[1]]).masks[0]
+    np.testing.assert_array_equal(masks.data[3] == 1, want)
+    # errors come back from the thread too
+    w.set_checkpoint(cache / "nothing.pt")
+    with qtbot.waitSignal(w.segment_finished, timeout=30000) as blocker:
+        w.segment_button.click()
+    assert blocker.args == [False] and "no such checkpoint file" in w.error_label.text()
