@@ -4,6 +4,7 @@
     napari-scroll-sam info PATH
     napari-scroll-sam embed VOLUME --model small --mode tuples [--scheduler ADDRESS]
     napari-scroll-sam propagate VOLUME --prompts prompts.csv --model small --out labels.zarr
+    napari-scroll-sam train --images IMG --labels LAB [--images … --labels …] --out ckpt/
 
 ``demo`` is the main job on the built-in sample: it generates the synthetic
 scroll, prompts one sheet with one point on the middle slice, propagates it
@@ -184,14 +185,15 @@ def cmd_propagate(args) -> int:
 
 
 def _mode_from_args(args):
-    from .sampling import make_mode
+    """The sampling mode named by --mode, with those of --stride/--d/--window/--seed
+    (--mode-seed for `train`, whose --seed seeds the training) that it takes."""
+    from .sampling import MODES, make_mode
 
-    params = {}
-    for name in ("stride", "d", "window", "seed"):
-        value = getattr(args, name, None)
-        if value is not None:
-            params[name] = value
-    return make_mode(args.mode, **params)
+    values = {"stride": args.stride, "d": args.d, "window": args.window,
+              "seed": getattr(args, "mode_seed", getattr(args, "seed", None))}
+    spec = MODES.get(args.mode)
+    accepted = {p.name for p in spec.params} if spec else set(values)
+    return make_mode(args.mode, **{k: v for k, v in values.items() if v is not None and k in accepted})
 
 
 def cmd_embed(args) -> int:
@@ -212,6 +214,86 @@ def cmd_embed(args) -> int:
             encoded += not r.cached
     where = args.cache or "the default cache"
     print(f"{encoded} slices encoded, {cached} already cached, in {where}")
+    return 0
+
+
+def _training_pairs(args):
+    from .io.volume import open_volume
+    from .training.data import TrainingPair
+
+    pairs = []
+    if args.phantoms:
+        from .io.phantom import scroll_phantom
+        from .io.volume import Volume
+
+        for i in range(args.phantoms):
+            image, sheets, _ = scroll_phantom(tuple(args.phantom_shape), seed=1000 + i, wraps=args.phantom_wraps)
+            vol = Volume(levels=[image.compute()], contrast_limits=(7000, 40000), name=f"phantom-{1000 + i}")
+            pairs.append(TrainingPair(vol, sheets.compute(), name=vol.name))
+    images, labels = args.images or [], args.labels or []
+    if len(images) != len(labels):
+        from .training.data import TrainingDataError
+
+        raise TrainingDataError(f"{len(images)} --images but {len(labels)} --labels: give them in pairs")
+    for img, lab in zip(images, labels):
+        vol = open_volume(img)
+        lab_vol = open_volume(lab)
+        pairs.append(TrainingPair(vol, lab_vol.data, name=vol.name, objects=args.objects))
+    return pairs
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .sam.models import load_model
+    from .training.trainer import EpochReport, StageReport, StepReport, TrainConfig, Trainer
+
+    if args.init == "random":
+        import torch
+
+        from .sam.config import build_sam
+        from .sam.models import SamModel, resolve_device
+
+        dev = resolve_device(args.device)
+        torch.manual_seed(args.seed)
+        sam = build_sam(args.model).to(dev)
+        from .sam.config import CONFIGS
+
+        model = SamModel(sam, CONFIGS[args.model], dev, f"{args.model}:scratch{args.seed}", args.model)
+    else:
+        model = load_model(args.model, device=args.device)
+    pairs = _training_pairs(args)
+    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, freeze=args.freeze,
+                      seed=args.seed, val_fraction=args.val_fraction, patience=args.patience,
+                      prompt_kinds=tuple(args.prompts), corrective_rounds=args.corrective_rounds,
+                      objects_per_sample=args.objects_per_sample, warmup_steps=args.warmup)
+    trainer = Trainer(model, pairs, args.out, cfg, mode=_mode_from_args(args), cache=args.cache,
+                      resume=args.resume)
+    print(f"{len(trainer.train_samples)} training and {len(trainer.val_samples)} validation samples; "
+          f"{trainer.total_steps} steps; model {model.model_id} on {model.device}", flush=True)
+    bar = None
+    gen = trainer.run()
+    try:
+        for r in gen:
+            if isinstance(r, StageReport):
+                continue
+            if bar is None:
+                bar = tqdm(total=trainer.total_steps, initial=trainer.step - 1, desc="training", unit="step")
+            if isinstance(r, StepReport):
+                bar.update(1)
+                bar.set_postfix(loss=f"{r.loss:.3f}", iou=f"{r.train_iou:.3f}", lr=f"{r.lr:.2e}")
+            elif isinstance(r, EpochReport):
+                val = "" if r.val_iou is None else f" val IoU {r.val_iou:.3f} Dice {r.val_dice:.3f}"
+                tqdm.write(f"epoch {r.epoch}: train loss {r.train_loss:.3f}{val}{' (best)' if r.best else ''}")
+                if r.stopped:
+                    tqdm.write(f"early stop: {r.stopped}")
+    except KeyboardInterrupt:
+        gen.close()
+        print("cancelled: the last finished epoch's checkpoints are kept", file=sys.stderr)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"checkpoints in {args.out} (best.pt, last.pt)")
     return 0
 
 
@@ -269,6 +351,37 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("--batch-size", type=int, default=None)
     prop.add_argument("--volpkg-volume", default=None)
     prop.set_defaults(func=cmd_propagate)
+    tr = sub.add_parser("train", help="fine-tune SAM on annotated (image, labels) pairs")
+    tr.add_argument("--images", nargs="*", help="image volumes (any format open_volume reads)")
+    tr.add_argument("--labels", nargs="*", help="labels volumes, one per image")
+    tr.add_argument("--objects", default="instances", choices=["instances", "components"])
+    tr.add_argument("--phantoms", type=int, default=0, help="add N generated synthetic scrolls (wraps as objects)")
+    tr.add_argument("--phantom-shape", type=int, nargs=3, default=(8, 256, 256))
+    tr.add_argument("--phantom-wraps", type=int, default=None)
+    tr.add_argument("--out", required=True, help="output folder for best.pt / last.pt")
+    tr.add_argument("--model", default="small")
+    tr.add_argument("--init", default="pretrained", choices=["pretrained", "random"],
+                    help="random: train a registry configuration from scratch")
+    tr.add_argument("--resume", default=None, help="a last.pt to continue from")
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--freeze", default="encoder", help="encoder (default), none, or last:N")
+    tr.add_argument("--epochs", type=int, default=10)
+    tr.add_argument("--lr", type=float, default=1e-4)
+    tr.add_argument("--batch-size", type=int, default=4)
+    tr.add_argument("--warmup", type=int, default=20)
+    tr.add_argument("--objects-per-sample", type=int, default=8)
+    tr.add_argument("--prompts", nargs="+", default=["point", "box", "background"])
+    tr.add_argument("--corrective-rounds", type=int, default=1)
+    tr.add_argument("--val-fraction", type=float, default=0.2)
+    tr.add_argument("--patience", type=int, default=5)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--mode", default="every")
+    tr.add_argument("--stride", type=int, default=None)
+    tr.add_argument("--d", type=int, default=None)
+    tr.add_argument("--window", type=int, default=None)
+    tr.add_argument("--mode-seed", type=int, default=None, help="random tuples: their seed")
+    tr.add_argument("--cache", default=None)
+    tr.set_defaults(func=cmd_train)
     return parser
 
 
@@ -278,10 +391,12 @@ def main(argv=None) -> int:
     from .io.writer import WriteError
 
     errors = (VolumeError, WriteError)
-    if args.command in ("embed", "propagate", "demo"):
+    if args.command in ("embed", "propagate", "demo", "train"):
         from .propagation import PropagationError
+        from .training.data import TrainingDataError
+        from .training.trainer import TrainingError
 
-        errors += (PropagationError,)
+        errors += (PropagationError, TrainingDataError, TrainingError)
         from .sam.embeddings import EmbeddingError
         from .sam.models import ModelError
         from .sampling import SamplingError

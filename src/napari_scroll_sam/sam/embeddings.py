@@ -237,7 +237,9 @@ class SliceEmbedder:
             embs = self._encode_slices(batch)
             for z, emb in zip(batch, embs):  # store the whole batch first: a cancel loses no work
                 if self.store is not None:
-                    self.store.put(z, emb.to(torch.float16).cpu().numpy())
+                    half = emb.to(torch.float16)
+                    self.store.put(z, half.cpu().numpy())
+                    emb = half  # use what the cache holds: results never depend on cache state
                 self._remember(z, emb.float())
             for z in batch:
                 done += 1

@@ -1,0 +1,2 @@
+"""Fine-tuning SAM on annotated slices: data (``data``), losses (``losses``), the trainer
+(``trainer``) and evaluation (``evaluate``)."""

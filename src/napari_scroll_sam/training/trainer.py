@@ -1,0 +1,366 @@
+"""Fine-tune SAM on annotated slices.
+
+Default recipe: image encoder and prompt encoder frozen, mask decoder trained with
+focal + Dice + IoU-prediction MSE (``losses``), prompts sampled from the labels at
+every step (``data.sample_prompt``), plus corrective rounds (a click in the error
+regions with the previous logits as mask input). With the encoder frozen the
+embeddings come from the embedding cache, so an epoch costs only the decoder,
+and every object of a slice goes through the decoder in one call.
+
+``Trainer.run()`` is a generator of reports (``StageReport`` while embedding,
+``StepReport`` per step, ``EpochReport`` per epoch with validation IoU / Dice);
+close it to cancel. Checkpoints (``last.pt`` each epoch, ``best.pt`` on a new best
+validation score) are written atomically and hold model, optimizer, config,
+sampling mode, window, step and best score; ``Trainer(resume=path)`` continues.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..sam.checkpoint import read_checkpoint, save_checkpoint
+from ..sam.embeddings import SliceEmbedder
+from ..sam.predictor import _to_sam_xy
+from ..sam.preprocess import preprocess, preprocess_shape
+from . import data as D
+from .losses import mask_iou, sam_loss
+
+
+class TrainingError(ValueError):
+    """Training cannot start (bad data, output folder, checkpoint); says why."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = 10
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    batch_size: int = 4  # samples (slices, or tiles of large slices) per step
+    objects_per_sample: int = 8
+    prompt_kinds: tuple = ("point", "box", "background")
+    corrective_rounds: int = 1
+    freeze: str = "encoder"  # "encoder": image+prompt encoders frozen; "none"; "last:N" encoder blocks trained
+    grad_clip: float = 1.0
+    seed: int = 0
+    val_fraction: float = 0.2
+    patience: int = 5  # epochs without a better validation score before stopping (0: never)
+    min_area: int = 16
+
+    def __post_init__(self):
+        if not (self.freeze in ("encoder", "none") or (self.freeze.startswith("last:")
+                                                       and self.freeze[5:].isdigit())):
+            raise TrainingError(f"freeze must be 'encoder', 'none' or 'last:N', not {self.freeze!r}")
+        for name in ("epochs", "batch_size", "objects_per_sample"):
+            if int(getattr(self, name)) < 1:
+                raise TrainingError(f"{name} must be >= 1")
+        bad = [k for k in self.prompt_kinds if k not in D.PROMPT_KINDS]
+        if bad:
+            raise TrainingError(f"unknown prompt kinds {bad}; use {', '.join(D.PROMPT_KINDS)}")
+
+
+@dataclasses.dataclass
+class StageReport:
+    stage: str
+    done: int
+    total: int
+
+
+@dataclasses.dataclass
+class StepReport:
+    step: int
+    epoch: int
+    loss: float
+    parts: dict
+    lr: float
+    train_iou: float
+
+
+@dataclasses.dataclass
+class EpochReport:
+    epoch: int
+    step: int
+    train_loss: float
+    val_iou: float | None
+    val_dice: float | None
+    best: bool
+    checkpoint: str
+    stopped: str | None = None
+
+
+class Trainer:
+    """Fine-tune ``model`` (a SamModel) on ``pairs`` (``data.TrainingPair``); see the module doc."""
+
+    def __init__(self, model, pairs, out_dir, config: TrainConfig | None = None, mode=None, cache=None,
+                 val_slices: dict | None = None, resume=None):
+        self.model, self.config = model, config or TrainConfig()
+        self.pairs = list(pairs)
+        if not self.pairs:
+            raise TrainingError("no training data: give at least one (image, labels) pair")
+        self.out_dir = Path(out_dir)
+        self._check_out_dir()
+        self.slices = [D.check_pair(p) for p in self.pairs]
+        self.mode = mode
+        cfg = self.config
+        self.embedders = [SliceEmbedder(model, p.image, mode=mode, cache=cache) for p in self.pairs]
+        self.train_slices, self.val_slices = [], []
+        for i, zs in enumerate(self.slices):
+            tr, va = D.split_slices(zs, cfg.val_fraction, cfg.seed + i,
+                                    None if val_slices is None else val_slices.get(i))
+            self.train_slices.append(tr)
+            self.val_slices.append(va)
+        self.train_samples = D.build_samples(self.pairs, self.embedders, self.train_slices, cfg.min_area)
+        self.val_samples = D.build_samples(self.pairs, self.embedders, self.val_slices, cfg.min_area)
+        if not self.train_samples:
+            raise TrainingError(f"no object of at least {cfg.min_area} px on the training slices")
+        self.sam = model.sam
+        self.device = model.device
+        self._set_trainable()
+        params = [p for p in self.sam.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.steps_per_epoch = math.ceil(len(self.train_samples) / cfg.batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.step, self.epoch, self.best_score, self.history = 0, 0, -1.0, []
+        if resume is not None:
+            self._resume(resume)
+
+    # --- set-up ---------------------------------------------------------------
+    def _check_out_dir(self):
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrainingError(f"{self.out_dir}: cannot create the output folder ({exc})") from exc
+        if not os.access(self.out_dir, os.W_OK):
+            raise TrainingError(f"{self.out_dir}: the output folder is not writable")
+
+    def _set_trainable(self):
+        freeze = self.config.freeze
+        for p in self.sam.parameters():
+            p.requires_grad = False
+        for p in self.sam.mask_decoder.parameters():
+            p.requires_grad = True
+        if freeze == "none":
+            for p in self.sam.parameters():
+                p.requires_grad = True
+        elif freeze.startswith("last:"):
+            n = int(freeze[5:])
+            for blk in list(self.sam.image_encoder.blocks)[-n:] if n else []:
+                for p in blk.parameters():
+                    p.requires_grad = True
+            for p in self.sam.image_encoder.neck.parameters():
+                p.requires_grad = True
+        self.encoder_trained = freeze != "encoder"
+
+    def _resume(self, path):
+        ck = read_checkpoint(path)
+        if ck["config"]._structure() != self.model.config._structure():
+            raise TrainingError(f"{path}: a checkpoint of another model ({ck['config'].describe()}) "
+                                f"cannot resume training of {self.model.config.describe()}")
+        self.sam.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()})
+        ex = ck["extra"]
+        if "optimizer" in ex:
+            self.optimizer.load_state_dict(ex["optimizer"])
+        self.step, self.epoch = int(ex.get("step", 0)), int(ex.get("epoch", 0))
+        self.best_score = float(ex.get("best_score", -1.0))
+        self.history = list(ex.get("history", []))
+
+    def lr_at(self, step: int) -> float:
+        cfg = self.config
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, self.total_steps - cfg.warmup_steps)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    # --- the model's forward ------------------------------------------------
+    def _embedding(self, sample: D.Sample) -> torch.Tensor:
+        emb = self.embedders[sample.pair]
+        if not self.encoder_trained:
+            return emb.get(sample.z).tensor[sample.tile][None].detach()
+        from ..sampling import sample_raw
+
+        tile = emb.tiles[sample.tile]
+        y0, y1, x0, x1 = tile.outer
+        raw = sample_raw(emb.volume, [sample.z], emb.mode)[:, :, y0:y1, x0:x1]
+        x, _ = preprocess(raw, emb.volume.contrast_limits, emb.img_size, self.device)
+        with self._autocast():
+            return self.sam.image_encoder(x).float()
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def _decode(self, emb, size, prompts, mask_input=None, multimask=False):
+        """Logits (N, M, h, w) at the tile's resolution, predicted IoU (N, M), low-res logits."""
+        input_size = preprocess_shape(*size, self.sam.image_encoder.img_size)
+        k = max(len(p.points) for p in prompts)
+        boxes = None
+        coords = labels = None
+        if k:
+            pts = np.zeros((len(prompts), k, 2))
+            lab = -np.ones((len(prompts), k))
+            for i, p in enumerate(prompts):
+                pts[i, : len(p.points)], lab[i, : len(p.points)] = p.points, p.labels
+            coords = torch.as_tensor(_to_sam_xy(pts, size, input_size), dtype=torch.float32, device=self.device)
+            labels = torch.as_tensor(lab, dtype=torch.int64, device=self.device)
+        if prompts[0].box is not None:
+            b = np.stack([p.box for p in prompts]).reshape(-1, 2, 2)
+            boxes = torch.as_tensor(_to_sam_xy(b, size, input_size).reshape(-1, 4), dtype=torch.float32,
+                                    device=self.device)
+        with self._autocast():
+            sparse, dense = self.sam.prompt_encoder(points=(coords, labels) if k else None, boxes=boxes,
+                                                    masks=mask_input)
+            low, iou = self.sam.mask_decoder(image_embeddings=emb, image_pe=self.sam.prompt_encoder.get_dense_pe(),
+                                             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                             multimask_output=multimask)
+        logits = self.sam.postprocess_masks(low.float(), input_size, tuple(size))
+        return logits, iou.float(), low.float()
+
+    # --- one step -------------------------------------------------------------
+    def _sample_loss(self, sample, rng):
+        cfg = self.config
+        masks = sample.masks
+        if len(masks) > cfg.objects_per_sample:
+            masks = masks[rng.choice(len(masks), cfg.objects_per_sample, replace=False)]
+        emb = self._embedding(sample)
+        size = masks.shape[1:]
+        union = masks.any(0)
+        prompts = [D.sample_prompt(m, rng, cfg.prompt_kinds, others=union & ~m) for m in masks]
+        gt = torch.as_tensor(masks, dtype=torch.float32, device=self.device)
+        total, parts_sum, ious, n_terms = 0.0, {}, [], 0
+        groups = {}
+        for i, p in enumerate(prompts):  # one decoder call per prompt kind (box or not)
+            groups.setdefault(p.box is not None, []).append(i)
+        for idx in groups.values():
+            group = [prompts[i] for i in idx]
+            single = all(p.box is None and (p.labels > 0).sum() == 1 for p in group)
+            logits, iou_pred, low = self._decode(emb, size, group, multimask=single)
+            loss, parts, best, true_iou = sam_loss(logits, iou_pred, gt[idx])
+            total, n_terms = total + loss, n_terms + 1
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v
+            ious.extend(true_iou.tolist())
+            for _ in range(cfg.corrective_rounds):
+                sel = torch.arange(len(idx), device=self.device)
+                pred = (logits[sel, best] > 0).detach().cpu().numpy()
+                new = []
+                for j, p in enumerate(group):
+                    cp, cl = D.corrective_points(pred[j], masks[idx[j]])
+                    new.append(type(p)(np.concatenate([p.points, cp]), np.concatenate([p.labels, cl]), p.box))
+                group = new
+                mask_in = low[sel, best][:, None].detach()
+                logits, iou_pred, low = self._decode(emb, size, group, mask_input=mask_in)
+                loss, _, best, true_iou = sam_loss(logits, iou_pred, gt[idx])
+                total, n_terms = total + loss, n_terms + 1
+        return total / n_terms, {k: v / len(groups) for k, v in parts_sum.items()}, float(np.mean(ious))
+
+    def _train_step(self, batch, rng) -> StepReport:
+        self.sam.train()
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.lr_at(self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses, parts, ious = [], {}, []
+        for sample in batch:
+            loss, p, iou = self._sample_loss(sample, rng)
+            (loss / len(batch)).backward()
+            losses.append(loss.item())
+            ious.append(iou)
+            for k, v in p.items():
+                parts[k] = parts.get(k, 0.0) + v / len(batch)
+        params = [p for p in self.sam.parameters() if p.requires_grad]
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return StepReport(self.step, self.epoch, float(np.mean(losses)), parts, self.optimizer.param_groups[0]["lr"],
+                          float(np.mean(ious)))
+
+    # --- validation -------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self, samples=None) -> tuple[float | None, float | None]:
+        """Mean IoU and Dice over the validation objects, prompted with the deepest point
+        (best of SAM's three masks by predicted IoU) and with the tight box."""
+        from .. import prompts as P
+
+        samples = self.val_samples if samples is None else samples
+        if not samples:
+            return None, None
+        self.sam.eval()
+        ious, dices = [], []
+        for s in samples:
+            emb = self._embedding(s)
+            size = s.masks.shape[1:]
+            gt = torch.as_tensor(s.masks, dtype=torch.float32, device=self.device)
+            for kind in ("point", "box"):
+                prompts = [P.Prompt(P.farthest_from_boundary(m)[None], np.ones(1)) if kind == "point"
+                           else P.Prompt(np.zeros((0, 2)), np.zeros(0), P.bbox(m)) for m in s.masks]
+                logits, iou_pred, _ = self._decode(emb, size, prompts, multimask=kind == "point")
+                pick = iou_pred.argmax(1)
+                chosen = logits[torch.arange(len(pick)), pick]
+                ious.extend(mask_iou(chosen, gt).tolist())
+                pred = (chosen > 0).float()
+                inter = (pred * gt).flatten(1).sum(1)
+                dices.extend(((2 * inter + 1e-6) / (pred.flatten(1).sum(1) + gt.flatten(1).sum(1) + 1e-6)).tolist())
+        return float(np.mean(ious)), float(np.mean(dices))
+
+    # --- the loop -----------------------------------------------------------------
+    def _save(self, name) -> Path:
+        first = self.pairs[0].image
+        return save_checkpoint(
+            self.out_dir / name, self.model, optimizer=self.optimizer.state_dict(), step=self.step,
+            epoch=self.epoch, best_score=self.best_score, history=self.history,
+            sampling=self.embedders[0].mode.key(), window=list(first.contrast_limits),
+            train_config=dataclasses.asdict(self.config))
+
+    def run(self) -> Iterator:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        if not self.encoder_trained:  # embeddings once, from the cache when there
+            needed = [(i, sorted({s.z for s in self.train_samples + self.val_samples if s.pair == i}))
+                      for i in range(len(self.pairs))]
+            total = sum(len(zs) for _, zs in needed)
+            done = 0
+            for i, zs in needed:
+                for _ in self.embedders[i].embed(zs):
+                    done += 1
+                    yield StageReport("embedding", done, total)
+                self.embedders[i]._memory_slices = max(self.embedders[i]._memory_slices, len(zs))
+        bad_epochs = 0
+        while self.epoch < cfg.epochs:
+            rng = np.random.default_rng([cfg.seed, self.epoch])
+            order = rng.permutation(len(self.train_samples))
+            losses = []
+            for b in range(0, len(order), cfg.batch_size):
+                batch = [self.train_samples[i] for i in order[b:b + cfg.batch_size]]
+                rep = self._train_step(batch, rng)
+                losses.append(rep.loss)
+                yield rep
+            self.epoch += 1
+            val_iou, val_dice = self.validate()
+            score = val_iou if val_iou is not None else -float(np.mean(losses))
+            best = score > self.best_score
+            if best:
+                self.best_score, bad_epochs = score, 0
+            else:
+                bad_epochs += 1
+            self.history.append({"epoch": self.epoch, "step": self.step, "train_loss": float(np.mean(losses)),
+                                 "val_iou": val_iou, "val_dice": val_dice})
+            last = self._save("last.pt")
+            if best:
+                self._save("best.pt")
+            stopped = None
+            if cfg.patience and bad_epochs >= cfg.patience and self.epoch < cfg.epochs:
+                stopped = f"no better validation score for {bad_epochs} epochs"
+            yield EpochReport(self.epoch, self.step, float(np.mean(losses)), val_iou, val_dice, best, str(last),
+                              stopped)
+            if stopped:
+                return
