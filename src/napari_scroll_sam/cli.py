@@ -227,7 +227,8 @@ def _training_pairs(args):
         from .io.volume import Volume
 
         for i in range(args.phantoms):
-            image, sheets, _ = scroll_phantom(tuple(args.phantom_shape), seed=1000 + i, wraps=args.phantom_wraps)
+            wraps = args.phantom_wraps[i % len(args.phantom_wraps)] if args.phantom_wraps else None
+            image, sheets, _ = scroll_phantom(tuple(args.phantom_shape), seed=1000 + i, wraps=wraps)
             vol = Volume(levels=[image.compute()], contrast_limits=(7000, 40000), name=f"phantom-{1000 + i}")
             pairs.append(TrainingPair(vol, sheets.compute(), name=vol.name))
     images, labels = args.images or [], args.labels or []
@@ -357,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--objects", default="instances", choices=["instances", "components"])
     tr.add_argument("--phantoms", type=int, default=0, help="add N generated synthetic scrolls (wraps as objects)")
     tr.add_argument("--phantom-shape", type=int, nargs=3, default=(8, 256, 256))
-    tr.add_argument("--phantom-wraps", type=int, default=None)
+    tr.add_argument("--phantom-wraps", type=int, nargs="*", default=None, help="wraps per phantom (cycled)")
     tr.add_argument("--out", required=True, help="output folder for best.pt / last.pt")
     tr.add_argument("--model", default="small")
     tr.add_argument("--init", default="pretrained", choices=["pretrained", "random"],
