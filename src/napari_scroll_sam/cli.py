@@ -5,6 +5,7 @@
     napari-scroll-sam embed VOLUME --model small --mode tuples [--scheduler ADDRESS]
     napari-scroll-sam propagate VOLUME --prompts prompts.csv --model small --out labels.zarr
     napari-scroll-sam train --images IMG --labels LAB [--images … --labels …] --out ckpt/
+    napari-scroll-sam evaluate --images IMG --labels LAB --model small --model ckpt/best.pt
 
 ``demo`` is the main job on the built-in sample: it generates the synthetic
 scroll, prompts one sheet with one point on the middle slice, propagates it
@@ -298,6 +299,38 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    import json
+
+    from .sam.models import load_model
+    from .training.evaluate import evaluate_propagation, evaluate_prompts, table
+
+    pairs = _training_pairs(args)
+    if not pairs:
+        from .training.data import TrainingDataError
+
+        raise TrainingDataError("no data: give --images and --labels (or --phantoms N)")
+    slices = {0: args.slices} if args.slices else None
+    columns, propagation = {}, {}
+    for name in args.model:
+        model = load_model(name, device=args.device)
+        print(f"evaluating {model.model_id} …", file=sys.stderr, flush=True)
+        columns[str(name)] = evaluate_prompts(model, pairs, args.strategies, slices=slices,
+                                              mode=_mode_from_args(args), cache=args.cache, seed=args.seed)
+        if args.propagation:
+            propagation[str(name)] = evaluate_propagation(model, pairs[0], mode=_mode_from_args(args),
+                                                          cache=args.cache)
+    print(table(columns))
+    if args.propagation:
+        print("\n| model | propagation mean IoU | objects |\n|---|---|---|")
+        for name, res in propagation.items():
+            print(f"| {name} | {res['mean_iou']:.3f} | {len(res['objects'])} |")
+    if args.json:
+        out = {"prompts": columns, "propagation": {k: {"mean_iou": v["mean_iou"]} for k, v in propagation.items()}}
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-scroll-sam", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -383,6 +416,26 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--mode-seed", type=int, default=None, help="random tuples: their seed")
     tr.add_argument("--cache", default=None)
     tr.set_defaults(func=cmd_train)
+    ev = sub.add_parser("evaluate", help="IoU per prompt strategy (and through the volume) for models")
+    ev.add_argument("--images", nargs="*")
+    ev.add_argument("--labels", nargs="*")
+    ev.add_argument("--objects", default="instances", choices=["instances", "components"])
+    ev.add_argument("--phantoms", type=int, default=0)
+    ev.add_argument("--phantom-shape", type=int, nargs=3, default=(8, 256, 256))
+    ev.add_argument("--phantom-wraps", type=int, nargs="*", default=None)
+    ev.add_argument("--model", action="append", required=True, help="repeat to compare (before/after)")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--slices", type=int, nargs="*", help="slices of the first pair to score (default: all annotated)")
+    ev.add_argument("--strategies", nargs="*", default=None)
+    ev.add_argument("--propagation", action="store_true", help="also propagate each 3D object from its middle")
+    ev.add_argument("--mode", default="every")
+    ev.add_argument("--stride", type=int, default=None)
+    ev.add_argument("--d", type=int, default=None)
+    ev.add_argument("--window", type=int, default=None)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--cache", default=None)
+    ev.add_argument("--json", default=None, help="also write the figures as JSON here")
+    ev.set_defaults(func=cmd_evaluate)
     return parser
 
 
@@ -392,7 +445,7 @@ def main(argv=None) -> int:
     from .io.writer import WriteError
 
     errors = (VolumeError, WriteError)
-    if args.command in ("embed", "propagate", "demo", "train"):
+    if args.command in ("embed", "propagate", "demo", "train", "evaluate"):
         from .propagation import PropagationError
         from .training.data import TrainingDataError
         from .training.trainer import TrainingError

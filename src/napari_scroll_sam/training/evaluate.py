@@ -1,0 +1,123 @@
+"""How good is a model on labelled data: IoU per prompt strategy, and through the volume.
+
+``evaluate_prompts`` prompts every object of the chosen slices once per strategy
+(the strategies of the course report among the seed work) and scores the mask
+against the labels. ``evaluate_propagation`` prompts each 3D object on its middle
+slice with one point, propagates both ways and scores every slice. Both take the
+same data as training, so a table before/after fine-tuning is two calls.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import prompts as P
+from ..sam.embeddings import SliceEmbedder
+from ..sam.segment import segment_slice
+from .data import objects_of
+
+#: name → (description, prompt maker(mask, rng) → dict of segment_slice prompt arguments)
+STRATEGIES = {
+    "box": ("the tight box", lambda m, rng: {"box": P.bbox(m)[None]}),
+    "random_in_box": ("a random point of the box (may miss the object)",
+                      lambda m, rng: _point(_random_in_box(m, rng))),
+    "random_in_mask": ("a random point of the mask", lambda m, rng: _point(P.random_point(m, rng))),
+    "random_gaussian": ("a random mask point, Gaussian-weighted around the box centre",
+                        lambda m, rng: _point(P.random_gaussian_point(m, rng))),
+    "box_centre": ("the box centre (may miss the object)",
+                   lambda m, rng: _point(P.bbox(m).reshape(2, 2).mean(0))),
+    "centroid": ("the centre of mass, snapped into the mask", lambda m, rng: _point(P.centroid(m))),
+    "gaussian_centre": ("the Gaussian-weighted centre, snapped", lambda m, rng: _point(P.gaussian_centre(m))),
+    "background_point": ("the deepest point plus one background point",
+                         lambda m, rng: _points(np.vstack([P.farthest_from_boundary(m)[None],
+                                                           P.background_points(m, 1)]), [1, 0])),
+}
+
+
+def _point(p):
+    return {"points": np.asarray(p, float).reshape(1, 1, 2), "labels": np.ones((1, 1))}
+
+
+def _points(pts, labels):
+    pts = np.asarray(pts, float)
+    return {"points": pts[None], "labels": np.asarray(labels[: len(pts)], float)[None]}
+
+
+def _random_in_box(m, rng):
+    y0, x0, y1, x1 = P.bbox(m)
+    return np.array([rng.uniform(y0, y1), rng.uniform(x0, x1)])
+
+
+def _iou(a, b) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def evaluate_prompts(model, pairs, strategies=None, slices=None, mode=None, cache=None, seed: int = 0,
+                     min_area: int = 16) -> dict:
+    """Mean IoU per strategy over every object of the annotated slices (or ``slices``:
+    {pair index: [z…]}). Returns {strategy: {"iou": mean, "n": objects}}."""
+    strategies = list(strategies or STRATEGIES)
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown evaluation strategies {unknown}; use {', '.join(STRATEGIES)}")
+    rng = np.random.default_rng(seed)
+    scores = {s: [] for s in strategies}
+    for i, pair in enumerate(pairs):
+        emb = SliceEmbedder(model, pair.image, mode=mode, cache=cache)
+        zs = (slices or {}).get(i)
+        if zs is None:
+            from .data import check_pair
+
+            zs = check_pair(pair)
+        for z in zs:
+            for mask in objects_of(np.asarray(pair.labels[z]), pair.objects, min_area):
+                for s in strategies:
+                    pred = segment_slice(emb, z, multimask=True, **STRATEGIES[s][1](mask, rng))
+                    scores[s].append(_iou(pred.masks[0], mask))
+    return {s: {"iou": float(np.mean(v)) if v else float("nan"), "n": len(v)} for s, v in scores.items()}
+
+
+def objects_3d(labels, min_slices: int = 3) -> dict:
+    """Instance labels → {id: [z…]} for ids present on at least ``min_slices`` slices."""
+    lab = np.asarray(labels)
+    out = {}
+    for z in range(lab.shape[0]):
+        for i in np.unique(lab[z]):
+            if i:
+                out.setdefault(int(i), []).append(z)
+    return {i: zs for i, zs in out.items() if len(zs) >= min_slices}
+
+
+def evaluate_propagation(model, pair, strategy: str = "box+farthest", objects=None, mode=None, cache=None,
+                         stop=None) -> dict:
+    """Per object: prompt its middle slice with its deepest point, propagate both ways,
+    and score each slice against the labels. Returns {"mean_iou", "objects": {id: {…}}}."""
+    from ..propagation import Seed, StopRule, propagate
+
+    lab = np.asarray(pair.labels)
+    objs = objects_3d(lab) if objects is None else {i: sorted(set(np.nonzero((lab == i).any((1, 2)))[0])) for i in objects}
+    emb = SliceEmbedder(model, pair.image, mode=mode, cache=cache)
+    stop = stop or StopRule()
+    result = {}
+    for oid, zs in objs.items():
+        z0 = zs[len(zs) // 2]
+        point = P.farthest_from_boundary(lab[z0] == oid)
+        out = np.zeros(lab.shape, np.uint32)
+        reports = list(propagate(emb, [Seed(1, z0, points=[point])], out, strategy=strategy, stop=stop))
+        span = range(min(zs), max(zs) + 1)
+        ious = {z: _iou(out[z] == 1, lab[z] == oid) for z in span}
+        result[oid] = {"mean_iou": float(np.mean(list(ious.values()))), "slices": len(span),
+                       "reached": int(sum((out[z] == 1).any() for z in span)), "per_slice": ious,
+                       "stops": [r.stopped for r in reports if r.stopped]}
+    mean = float(np.mean([r["mean_iou"] for r in result.values()])) if result else float("nan")
+    return {"mean_iou": mean, "objects": result}
+
+
+def table(columns: dict, strategies=None) -> str:
+    """A markdown table: rows = strategies, columns = {name: evaluate_prompts result}."""
+    strategies = strategies or next(iter(columns.values())).keys()
+    head = "| strategy | " + " | ".join(columns) + " |"
+    rule = "|---|" + "---|" * len(columns)
+    rows = [f"| {s} | " + " | ".join(f"{c[s]['iou']:.3f}" for c in columns.values()) + " |" for s in strategies]
+    return "\n".join([head, rule, *rows])
