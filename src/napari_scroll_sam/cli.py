@@ -268,7 +268,7 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, freeze=args.freeze,
                       seed=args.seed, val_fraction=args.val_fraction, patience=args.patience,
                       prompt_kinds=tuple(args.prompts), corrective_rounds=args.corrective_rounds,
-                      objects_per_sample=args.objects_per_sample, warmup_steps=args.warmup)
+                      objects_per_sample=args.objects_per_sample, warmup_steps=args.warmup, loss=args.loss)
     trainer = Trainer(model, pairs, args.out, cfg, mode=_mode_from_args(args), cache=args.cache,
                       resume=args.resume)
     print(f"{len(trainer.train_samples)} training and {len(trainer.val_samples)} validation samples; "
@@ -406,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--objects-per-sample", type=int, default=8)
     tr.add_argument("--prompts", nargs="+", default=["point", "box", "background"])
     tr.add_argument("--corrective-rounds", type=int, default=1)
+    tr.add_argument("--loss", default="focal", choices=["focal", "bce"], help="focal (SAM) or bce, + Dice")
     tr.add_argument("--val-fraction", type=float, default=0.2)
     tr.add_argument("--patience", type=int, default=5)
     tr.add_argument("--seed", type=int, default=0)

@@ -154,3 +154,17 @@ def test_bad_input_before_training(tmp_path):
         Trainer(model, [good], tmp_path / "o2", TrainConfig(**CFG), cache=False, resume=other)
     with pytest.raises(TrainingError, match="freeze"):
         TrainConfig(freeze="half")
+
+
+def test_bce_loss_option_and_parts():
+    target = torch.zeros(2, 8, 8)
+    target[:, 2:4, 2:4] = 1
+    logits = torch.full((2, 1, 8, 8), -5.0)
+    focal, parts_f, _, _ = sam_loss(logits, torch.zeros(2, 1), target, "focal")
+    bce, parts_b, _, _ = sam_loss(logits, torch.zeros(2, 1), target, "bce")
+    assert "focal" in parts_f and "bce" in parts_b
+    # BCE of logit -5: 5 on the 4 missed positives, ~0.0067 on the 60 negatives
+    assert parts_b["bce"] == pytest.approx((4 * 5.0067 + 60 * 0.0067) / 64, rel=1e-3)
+    assert float(bce) == pytest.approx(parts_b["bce"] + parts_b["dice"] + parts_b["iou_mse"], rel=1e-4)
+    with pytest.raises(TrainingError, match="loss"):
+        TrainConfig(loss="l2")

@@ -39,20 +39,31 @@ def mask_iou(logits, target) -> torch.Tensor:
         return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
-def sam_loss(logits, iou_pred, target):
+def bce_loss(logits, target) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(-2).mean(-1)
+
+
+def sam_loss(logits, iou_pred, target, kind: str = "focal"):
     """``logits`` (N, M, H, W) for M masks per prompt, ``iou_pred`` (N, M), ``target`` (N, H, W).
 
+    ``kind``: "focal" (SAM's 20 x focal + Dice, for fine-tuning a trained SAM) or "bce"
+    (BCE + Dice: positives not down-weighted, which a model trained from scratch needs to
+    leave the all-background start on thin, sparse objects).
     Returns (total loss, parts dict, chosen mask index per prompt, its true IoU).
     """
     target = target[:, None].expand_as(logits).float()
-    focal = focal_loss(logits, target)
     dice = dice_loss(logits, target)
-    mask_loss = FOCAL_WEIGHT * focal + DICE_WEIGHT * dice  # (N, M)
+    if kind == "bce":
+        focal = bce_loss(logits, target)
+        mask_loss = focal + DICE_WEIGHT * dice
+    else:
+        focal = focal_loss(logits, target)
+        mask_loss = FOCAL_WEIGHT * focal + DICE_WEIGHT * dice  # (N, M)
     best = mask_loss.argmin(dim=1)
     idx = torch.arange(len(best), device=logits.device)
     true_iou = mask_iou(logits, target)
     iou_mse = F.mse_loss(iou_pred.float(), true_iou, reduction="none").mean(dim=1)
     total = (mask_loss[idx, best] + IOU_WEIGHT * iou_mse).mean()
-    parts = {"focal": focal[idx, best].mean().item(), "dice": dice[idx, best].mean().item(),
+    parts = {kind: focal[idx, best].mean().item(), "dice": dice[idx, best].mean().item(),
              "iou_mse": iou_mse.mean().item()}
     return total, parts, best, true_iou[idx, best]

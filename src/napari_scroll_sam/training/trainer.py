@@ -53,6 +53,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     patience: int = 5  # epochs without a better validation score before stopping (0: never)
     min_area: int = 16
+    loss: str = "focal"  # "focal" (SAM's recipe) or "bce" (from scratch); + Dice + IoU MSE both
 
     def __post_init__(self):
         if not (self.freeze in ("encoder", "none") or (self.freeze.startswith("last:")
@@ -61,6 +62,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "objects_per_sample"):
             if int(getattr(self, name)) < 1:
                 raise TrainingError(f"{name} must be >= 1")
+        if self.loss not in ("focal", "bce"):
+            raise TrainingError(f"loss must be 'focal' or 'bce', not {self.loss!r}")
         bad = [k for k in self.prompt_kinds if k not in D.PROMPT_KINDS]
         if bad:
             raise TrainingError(f"unknown prompt kinds {bad}; use {', '.join(D.PROMPT_KINDS)}")
@@ -244,7 +247,7 @@ class Trainer:
             group = [prompts[i] for i in idx]
             single = all(p.box is None and (p.labels > 0).sum() == 1 for p in group)
             logits, iou_pred, low = self._decode(emb, size, group, multimask=single)
-            loss, parts, best, true_iou = sam_loss(logits, iou_pred, gt[idx])
+            loss, parts, best, true_iou = sam_loss(logits, iou_pred, gt[idx], cfg.loss)
             total, n_terms = total + loss, n_terms + 1
             for k, v in parts.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + v
@@ -259,7 +262,7 @@ class Trainer:
                 group = new
                 mask_in = low[sel, best][:, None].detach()
                 logits, iou_pred, low = self._decode(emb, size, group, mask_input=mask_in)
-                loss, _, best, true_iou = sam_loss(logits, iou_pred, gt[idx])
+                loss, _, best, true_iou = sam_loss(logits, iou_pred, gt[idx], cfg.loss)
                 total, n_terms = total + loss, n_terms + 1
         return total / n_terms, {k: v / len(groups) for k, v in parts_sum.items()}, float(np.mean(ious))
 
