@@ -299,10 +299,11 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
                 if area == 0:
                     w.empty_run += 1
                     if w.empty_run >= stop.max_empty:
-                        reason = f"empty mask on {w.empty_run} slices in a row"
-                elif iou < stop.min_pred_iou:
+                        reason = (f"empty mask on {w.empty_run} slices in a row" if w.empty_run > 1
+                                  else "empty mask")
+                elif stop.min_pred_iou > 0 and iou < stop.min_pred_iou:
                     reason = f"predicted IoU {iou:.2f} < {stop.min_pred_iou}"
-                elif s_iou < stop.min_slice_iou:
+                elif stop.min_slice_iou > 0 and s_iou < stop.min_slice_iou:
                     reason = f"IoU with the previous slice {s_iou:.2f} < {stop.min_slice_iou}"
                 elif stop.max_area_change and max(area / max(prev_area, 1), prev_area / max(area, 1)) > \
                         stop.max_area_change:

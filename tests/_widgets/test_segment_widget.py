@@ -47,7 +47,7 @@ def setup(make_napari_viewer, qtbot, cache, image, model):
 
 
 def reference(model, image, z, mode=None, **prompts):
-    emb = SliceEmbedder(model, Volume(levels=[image], contrast_limits=CL), mode=mode, cache=False)
+    emb = SliceEmbedder(model, Volume(levels=[image], contrast_limits=CL), mode=mode, cache=None)
     return segment_slice(emb, z, **prompts).masks
 
 

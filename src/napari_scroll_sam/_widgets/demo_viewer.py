@@ -22,7 +22,8 @@ def build_demo_viewer(res, viewer=None):
     viewer.dims.set_point(0, res.seed_z)
     viewer.dims.ndisplay = 3
     viewer.layers["scroll"].rendering = "attenuated_mip"
-    viewer.camera.angles = (0, 30, 60)
+    scene = getattr(viewer, "scene", None)  # napari >= 0.9: viewer.scene.camera
+    (scene.camera if scene is not None else viewer.camera).angles = (0, 30, 60)
     return viewer
 
 

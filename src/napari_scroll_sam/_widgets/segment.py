@@ -34,10 +34,12 @@ from qtpy.QtWidgets import (
     QButtonGroup, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar,
     QPushButton, QRadioButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget,
 )
+from superqt import QCollapsible
 
 from ..io.volume import Volume
 from ..sam.layer_prompts import on_slice, paste_mask, prompts_on_slice
 from ._workers import Job
+from .propagate import PropagatePanel
 from .sampling import ModeSelector
 
 MODEL_NAMES = ("vit_b", "vit_l", "vit_h", "small")
@@ -104,6 +106,9 @@ class SegmentWidget(QWidget):
     ``error_label``
         the last error in red (also shown as a napari notification); cleared by the next
         action.
+    ``propagate_panel``
+        the "Propagate" group (a ``PropagatePanel``, in the collapsible ``propagate_section``):
+        carries the masks layer's objects through the volume (``_widgets/propagate.py``).
 
     Methods: ``set_model(model)`` injects an already-loaded ``SamModel`` (used until the
     model or device choice changes), ``volume()``, ``current_z()``, ``embedder()``,
@@ -213,6 +218,11 @@ class SegmentWidget(QWidget):
         lay.addWidget(self.status_label)
         lay.addWidget(self.error_label)
         lay.addWidget(embed_box)
+        self.propagate_panel = PropagatePanel(self)  # the "Propagate" group (see _widgets/propagate.py)
+        self.propagate_section = QCollapsible("Propagate")  # collapsible: the widget is tall
+        self.propagate_section.addWidget(self.propagate_panel)
+        self.propagate_section.expand(animate=False)
+        lay.addWidget(self.propagate_section)
         lay.addStretch(1)
 
         self.image_combo.currentIndexChanged.connect(self._on_image)
@@ -691,6 +701,7 @@ class SegmentWidget(QWidget):
         points = self.points_layer()
         if points is not None and "positive" in points.features:
             self.set_positive(bool(points.feature_defaults["positive"].iloc[0]))
+        self.propagate_panel.on_image()
 
     def _offer_arrays(self):
         """Labels layers of the image's shape (the masks among them) for the filter's rules."""
@@ -730,6 +741,7 @@ class SegmentWidget(QWidget):
         for job in (self._embed_job, self._segment_job):
             if job is not None:
                 job.cancel()
+        self.propagate_panel.cancel()
         super().closeEvent(event)
 
 
