@@ -66,7 +66,8 @@ def cmd_demo(args) -> int:
         if r.stopped:
             print(f"  slice {r.z:4d}: stop ({r.stopped})")
 
-    res = run_demo(model, shape, seed=args.seed, cache=args.cache, on_report=show)
+    res = run_demo(model, shape, seed=args.seed, cache=args.cache, on_report=show, wraps=args.wraps,
+                   strategy=args.strategy)
     print(f"prompted wrap {res.wrap} with one point on slice {res.seed_z}")
     print(" slice  IoU vs ground truth")
     for z, iou in res.per_slice_iou.items():
@@ -339,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default="small", help="vit_b, vit_l, vit_h, small (built in), or a checkpoint")
     demo.add_argument("--device", default="auto")
     demo.add_argument("--cache", default=None, help="embedding cache folder")
+    demo.add_argument("--wraps", type=int, default=5, help="turns of the synthetic sheet")
+    demo.add_argument("--strategy", default="skeleton+background", help="prompt strategy for the next slice")
     demo.add_argument("--shape", type=int, nargs=3, default=(64, 256, 256), metavar=("Z", "Y", "X"))
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="scroll-sam-demo", help="output folder for --headless")

@@ -36,12 +36,15 @@ def choose_seed(sheets_slice: np.ndarray, wrap: int | None = None) -> tuple[int,
     return wrap, farthest_from_boundary(sheets_slice == wrap)
 
 
-def run_demo(model, shape=(64, 256, 256), seed: int = 0, wrap: int | None = None, strategy: str = "skeleton",
-             stop: StopRule | None = None, cache=None, on_report=None) -> DemoResult:
-    """Generate the phantom, prompt one wrap on the middle slice, propagate both ways."""
+def run_demo(model, shape=(64, 256, 256), seed: int = 0, wrap: int | None = None,
+             strategy: str = "skeleton+background", stop: StopRule | None = None, cache=None, on_report=None,
+             wraps: int | None = 5) -> DemoResult:
+    """Generate the phantom (``wraps`` turns of the sheet), prompt one wrap on the middle
+    slice with one point, propagate both ways with points along the previous mask's
+    skeleton plus background points (thin curved sheets: a box would cover other wraps)."""
     from .sam.embeddings import SliceEmbedder
 
-    image, sheets, ink = scroll_phantom(shape, seed=seed)
+    image, sheets, ink = scroll_phantom(shape, seed=seed, wraps=wraps)
     vol = Volume(levels=[image], contrast_limits=(7000, 40000), name="synthetic scroll")
     z0 = shape[0] // 2
     gt_seed = np.asarray(sheets[z0])
