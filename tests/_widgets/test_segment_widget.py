@@ -212,7 +212,7 @@ def test_bad_checkpoint_shows_model_error(setup, tmp_path):
     w.set_checkpoint(bad)
     assert "loads at the first" in w.model_label.text()
     w.segment_button.click()
-    assert "ModelError" in w.error_label.text() and "finetuned.pt" in w.error_label.text()
+    assert "not a readable checkpoint" in w.error_label.text() and "finetuned.pt" in w.error_label.text()
     assert masks.data.sum() == 0
     assert w.segment_button.isEnabled()
     w.set_checkpoint(tmp_path / "missing.pt")

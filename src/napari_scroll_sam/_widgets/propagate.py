@@ -40,7 +40,6 @@ import time
 import zlib
 
 import numpy as np
-from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
@@ -48,15 +47,13 @@ from qtpy.QtWidgets import (
 )
 
 from ..prompts import STRATEGIES
+from ._errors import call_or_show, show_widget_error
 
 DIRECTIONS = ("both", "up", "down")
 #: ``masks.metadata[PROPAGATED]``: {object id: {z: crc32 of the object's mask on z}} of slices
 #: this panel wrote (not anchors when "redo propagated slices" is ticked and they are unchanged)
 PROPAGATED = "scroll_sam_propagated"
 REFRESH_EVERY_S = 0.2
-_SIMPLE_ERRORS = ("ValueError", "PromptError", "PropagationError")
-
-
 class _Plan:
     """A job's news: the seeds made and how many reports to expect (for the progress bar)."""
 
@@ -610,22 +607,11 @@ class PropagatePanel(QWidget):
         self.segment._clear_error()
 
     def _show_error(self, exc):
-        msg = exc if isinstance(exc, str) else (str(exc) or repr(exc))
-        if not isinstance(exc, str) and type(exc).__name__ not in _SIMPLE_ERRORS:
-            msg = f"{type(exc).__name__}: {msg}"
-        self.error_label.setText(msg)
-        self.error_label.show()
-        try:
-            show_error(msg)
-        except Exception:  # noqa: BLE001 - a notification must never take the widget down
-            pass
+        show_widget_error(self.error_label, exc)
 
     def _try(self, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 - a widget shows errors, it never crashes
-            self._show_error(e)
-            return None
+        """``fn()``, or None with the error shown in red and as a notification."""
+        return call_or_show(self.error_label, fn, *args, **kwargs)
 
     def closeEvent(self, event):  # noqa: N802 - Qt
         if self._job is not None:

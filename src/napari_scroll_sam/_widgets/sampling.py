@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dask.array as da
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QListWidget, QPushButton, QSpinBox,
@@ -17,6 +16,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..io.volume import Volume
+from ._errors import call_or_show, clear_widget_error
 from ..sampling import MODES, Filtered, make_mode, sample_image
 
 INT_MAX = 1_000_000
@@ -526,17 +526,9 @@ class SamplingWidget(QWidget):
             self._timer.start()
 
     def _try(self, fn):
-        """``fn()``, or None with the error shown in red and as a notification."""
-        self.error_label.clear()
-        self.error_label.hide()
-        try:
-            return fn()
-        except Exception as e:  # noqa: BLE001 - a widget shows errors, it never crashes
-            msg = str(e) or repr(e)
-            self.error_label.setText(msg)
-            self.error_label.show()
-            show_error(msg)
-            return None
+        """``fn()``, or None with the error in the red label and a napari notification."""
+        clear_widget_error(self.error_label)
+        return call_or_show(self.error_label, fn)
 
 
 __all__ = ["ModeSelector", "SamplingWidget"]

@@ -28,7 +28,6 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 from napari.layers import Image, Labels, Points, Shapes
-from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QButtonGroup, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar,
@@ -39,6 +38,7 @@ from superqt import QCollapsible
 from ..io.volume import Volume
 from ..sam.layer_prompts import on_slice, paste_mask, prompts_on_slice
 from ._workers import Job
+from ._errors import call_or_show, show_widget_error
 from .propagate import PropagatePanel
 from .sampling import ModeSelector
 
@@ -719,23 +719,11 @@ class SegmentWidget(QWidget):
         self.error_label.hide()
 
     def _show_error(self, exc):
-        msg = exc if isinstance(exc, str) else (str(exc) or repr(exc))
-        if not isinstance(exc, str) and type(exc).__name__ not in ("ValueError", "PromptError"):
-            msg = f"{type(exc).__name__}: {msg}"
-        self.error_label.setText(msg)
-        self.error_label.show()
-        try:
-            show_error(msg)
-        except Exception:  # noqa: BLE001 - a notification must never take the widget down
-            pass
+        show_widget_error(self.error_label, exc)
 
     def _try(self, fn, *args, **kwargs):
         """``fn()``, or None with the error shown in red and as a notification."""
-        try:
-            return fn(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 - a widget shows errors, it never crashes
-            self._show_error(e)
-            return None
+        return call_or_show(self.error_label, fn, *args, **kwargs)
 
     def closeEvent(self, event):  # noqa: N802 - Qt
         for job in (self._embed_job, self._segment_job):

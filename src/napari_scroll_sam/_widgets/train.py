@@ -25,7 +25,6 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error
 from qtpy.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from qtpy.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
 from qtpy.QtWidgets import (
@@ -35,6 +34,7 @@ from qtpy.QtWidgets import (
 
 from ..io.volume import Volume
 from ._workers import Job
+from ._errors import call_or_show, show_widget_error
 from .sampling import ModeSelector
 
 MODEL_NAMES = ("vit_b", "vit_l", "vit_h", "small")
@@ -918,23 +918,11 @@ class TrainWidget(QWidget):
         self.error_label.hide()
 
     def _show_error(self, exc):
-        msg = exc if isinstance(exc, str) else (str(exc) or repr(exc))
-        if not isinstance(exc, str) and type(exc).__name__ != "ValueError":
-            msg = f"{type(exc).__name__}: {msg}"
-        self.error_label.setText(msg)
-        self.error_label.show()
-        try:
-            show_error(msg)
-        except Exception:  # noqa: BLE001 - a notification must never take the widget down
-            pass
+        show_widget_error(self.error_label, exc)
 
     def _try(self, fn, *args, **kwargs):
         """``fn()``, or None with the error shown in red and as a notification."""
-        try:
-            return fn(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 - a widget shows errors, it never crashes
-            self._show_error(e)
-            return None
+        return call_or_show(self.error_label, fn, *args, **kwargs)
 
     def closeEvent(self, event):  # noqa: N802 - Qt
         if self._job is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari.layers import Layer
-from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QFontDatabase
 from qtpy.QtWidgets import (
@@ -19,6 +18,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..io.reader import volume_layers
+from ._errors import call_or_show, clear_widget_error
 from ..io.volume import Volume, open_volume
 
 AXES = "zyx"
@@ -202,16 +202,8 @@ class VolumeWidget(QWidget):
     # --- helpers ----------------------------------------------------------------
     def _try(self, fn):
         """``fn()``, or None with the error in the red label and a napari notification."""
-        self.error_label.clear()
-        self.error_label.hide()
-        try:
-            return fn()
-        except Exception as e:  # noqa: BLE001 - a widget shows errors, it never crashes
-            msg = str(e) or repr(e)
-            self.error_label.setText(msg)
-            self.error_label.show()
-            show_error(msg)
-            return None
+        clear_widget_error(self.error_label)
+        return call_or_show(self.error_label, fn)
 
     def _add(self, layer_data: list, follow: bool = True) -> None:
         """Add layer-data tuples; ``follow=False`` keeps the current volume (so that

@@ -36,6 +36,10 @@ def _torch_load(path: Path) -> Any:
         raise ModelError(f"{path}: no such checkpoint file")
     if path.is_dir():
         raise ModelError(f"{path} is a folder, not a checkpoint file")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip, or a legacy pickle
+        raise ModelError(f"{path} is not a readable checkpoint: not a PyTorch file (it starts with {head!r})")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
