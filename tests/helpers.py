@@ -66,3 +66,18 @@ def tiny_model(seed: int = 0, img_size: int = 64, name: str = "tiny"):
         torch.nn.init.normal_(blk.attn.rel_pos_h, std=0.2)
         torch.nn.init.normal_(blk.attn.rel_pos_w, std=0.2)
     return SamModel(sam=sam, config=cfg, device=torch.device("cpu"), model_id=f"{name}:seed{seed}", source=name)
+
+
+def squares_arrays(n=6, size=64, seed=0):
+    """Bright squares on a dark background: objects 1 and 2 on slices 0..n-2, the last
+    slice unlabelled. Returns (image uint8, labels uint32)."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(30, 5, (n, size, size)).clip(0, 255).astype(np.uint8)
+    labels = np.zeros((n, size, size), np.uint32)
+    for z in range(n - 1):
+        y, x = rng.integers(4, size // 2 - 4, 2)
+        image[z, y:y + 20, x:x + 20] = 200
+        labels[z, y:y + 20, x:x + 20] = 1
+        image[z, 44:60, 40:60] = 150
+        labels[z, 44:60, 40:60] = 2
+    return image, labels

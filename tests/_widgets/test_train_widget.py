@@ -8,24 +8,13 @@ import pytest
 from napari_scroll_sam._widgets.segment import SegmentWidget
 from napari_scroll_sam._widgets.train import TrainWidget, parse_slices
 from napari_scroll_sam.training.trainer import EpochReport, StepReport
-from tests.helpers import tiny_model
+from tests.helpers import squares_arrays, tiny_model
 
 N, SIZE = 6, 64
 
 
 def squares(n=N, size=SIZE, seed=0):
-    """Bright squares on a dark background, two objects per slice; the last slice unlabelled
-    (the idea of tests/training/test_trainer.py's ``squares``, as plain arrays)."""
-    rng = np.random.default_rng(seed)
-    image = rng.normal(30, 5, (n, size, size)).clip(0, 255).astype(np.uint8)
-    labels = np.zeros((n, size, size), np.uint32)
-    for z in range(n - 1):
-        y, x = rng.integers(4, size // 2 - 4, 2)
-        image[z, y:y + 20, x:x + 20] = 200
-        labels[z, y:y + 20, x:x + 20] = 1
-        image[z, 44:60, 40:60] = 150
-        labels[z, 44:60, 40:60] = 2
-    return image, labels
+    return squares_arrays(n, size, seed)
 
 
 @pytest.fixture(scope="module")

@@ -15,20 +15,12 @@ from napari_scroll_sam.training.data import (
 )
 from napari_scroll_sam.training.losses import sam_loss
 from napari_scroll_sam.training.trainer import EpochReport, StepReport, TrainConfig, Trainer, TrainingError
-from tests.helpers import tiny_model
+from tests.helpers import squares_arrays, tiny_model
 
 
 def squares(n=6, size=64, seed=0):
     """Bright squares on a dark background, one or two objects per slice; slice 5 unlabelled."""
-    rng = np.random.default_rng(seed)
-    image = rng.normal(30, 5, (n, size, size)).clip(0, 255).astype(np.uint8)
-    labels = np.zeros((n, size, size), np.uint32)
-    for z in range(n - 1):
-        y, x = rng.integers(4, size // 2 - 4, 2)
-        image[z, y:y + 20, x:x + 20] = 200
-        labels[z, y:y + 20, x:x + 20] = 1
-        image[z, 44:60, 40:60] = 150
-        labels[z, 44:60, 40:60] = 2
+    image, labels = squares_arrays(n, size, seed)
     return TrainingPair(Volume(levels=[image], contrast_limits=(0, 255), name="squares"), labels, name="squares")
 
 

@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..io.volume import Volume
+from ._layers import refill_combo, volume_image_names
 from ._errors import call_or_show, clear_widget_error
 from ..sampling import MODES, Filtered, make_mode, sample_image
 
@@ -469,16 +470,7 @@ class SamplingWidget(QWidget):
 
     # --- events ---------------------------------------------------------------------------
     def _on_layers(self, *_):
-        images = [ly.name for ly in self.viewer.layers
-                  if isinstance(ly, Image) and not ly.rgb and ly.ndim == 3 and "sampling_preview" not in ly.metadata]
-        current = self.image_combo.currentText()
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        self.image_combo.addItems(images)
-        if current in images:
-            self.image_combo.setCurrentText(current)
-        self.image_combo.blockSignals(False)
-        if self.image_combo.currentText() != current:
+        if refill_combo(self.image_combo, volume_image_names(self.viewer)):
             self._on_image()
         else:
             self._offer_arrays()

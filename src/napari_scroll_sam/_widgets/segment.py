@@ -38,6 +38,7 @@ from superqt import QCollapsible
 from ..io.volume import Volume
 from ..sam.layer_prompts import on_slice, paste_mask, prompts_on_slice
 from ._workers import Job
+from ._layers import refill_combo, volume_image_names
 from ._errors import call_or_show, show_widget_error
 from .propagate import PropagatePanel
 from .sampling import ModeSelector
@@ -675,16 +676,7 @@ class SegmentWidget(QWidget):
         self._on_layers()
 
     def _on_layers(self, *_):
-        images = [ly.name for ly in self.viewer.layers
-                  if isinstance(ly, Image) and not ly.rgb and ly.ndim == 3 and "sampling_preview" not in ly.metadata]
-        current = self.image_combo.currentText()
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        self.image_combo.addItems(images)
-        if current in images:
-            self.image_combo.setCurrentText(current)
-        self.image_combo.blockSignals(False)
-        if self.image_combo.currentText() != current:
+        if refill_combo(self.image_combo, volume_image_names(self.viewer)):
             self._on_image()
         else:
             self._offer_arrays()

@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
 
 from ..io.volume import Volume
 from ._workers import Job
+from ._layers import refill_combo, volume_image_names
 from ._errors import call_or_show, show_widget_error
 from .sampling import ModeSelector
 
@@ -882,17 +883,9 @@ class TrainWidget(QWidget):
         self._on_layers()
 
     def _on_layers(self, *_):
-        images = [ly.name for ly in self.viewer.layers
-                  if isinstance(ly, Image) and not ly.rgb and ly.ndim == 3 and "sampling_preview" not in ly.metadata]
         labels = [ly.name for ly in self.viewer.layers if isinstance(ly, Labels) and ly.ndim == 3]
-        for combo, names in ((self.image_combo, images), (self.labels_combo, labels)):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            combo.blockSignals(False)
+        refill_combo(self.image_combo, volume_image_names(self.viewer))
+        refill_combo(self.labels_combo, labels)
         self._on_image()
 
     def _on_image(self, *_):
