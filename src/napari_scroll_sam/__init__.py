@@ -20,6 +20,7 @@ _LAZY = {
     "open_volume": "napari_scroll_sam.io.volume",
     "Volume": "napari_scroll_sam.io.volume",
     "VolumeError": "napari_scroll_sam.io.volume",
+    "ScrollSamError": "napari_scroll_sam.errors",
     "scroll_phantom": "napari_scroll_sam.io.phantom",
     "write_labels": "napari_scroll_sam.io.writer",
     "load_model": "napari_scroll_sam.sam",

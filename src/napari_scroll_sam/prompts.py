@@ -25,6 +25,7 @@ another object (``others``) first, then box corners outside the mask.
 """
 
 from __future__ import annotations
+from .errors import ScrollSamError
 
 import dataclasses
 
@@ -32,7 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 
-class EmptyMaskError(ValueError):
+class EmptyMaskError(ScrollSamError, ValueError):
     """A prompt cannot be made from an empty mask."""
 
 

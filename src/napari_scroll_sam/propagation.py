@@ -30,6 +30,7 @@ counted in the report's ``overlap``.
 """
 
 from __future__ import annotations
+from .errors import ScrollSamError
 
 import dataclasses
 from typing import Iterator, Sequence
@@ -41,7 +42,7 @@ from .sam.predictor import Predictor, PromptError
 from .sam.segment import segment_slice
 
 
-class PropagationError(ValueError):
+class PropagationError(ScrollSamError, ValueError):
     """Bad input for propagation; raised before anything is written."""
 
 

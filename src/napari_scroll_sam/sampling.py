@@ -32,6 +32,8 @@ Nothing here imports Qt, napari or torch.
 
 from __future__ import annotations
 
+from .errors import ScrollSamError
+
 import hashlib
 import operator
 from collections import OrderedDict
@@ -51,7 +53,7 @@ _CACHE_SIZE = 64
 _slice_cache: OrderedDict = OrderedDict()
 
 
-class SamplingError(ValueError):
+class SamplingError(ScrollSamError, ValueError):
     """Bad sampling input; the message names the parameter (or slice) and what is wrong."""
 
 

@@ -6,6 +6,7 @@ computation asks for them.
 """
 
 from __future__ import annotations
+from ..errors import ScrollSamError
 
 import dataclasses
 import os
@@ -16,7 +17,7 @@ import dask.array as da
 import numpy as np
 
 
-class VolumeError(ValueError):
+class VolumeError(ScrollSamError, ValueError):
     """A volume cannot be opened; the message names the file and what is wrong."""
 
 

@@ -5,6 +5,7 @@ into place at the end, so a crash or a cancel never leaves a half-written file.
 """
 
 from __future__ import annotations
+from ..errors import ScrollSamError
 
 import os
 import shutil
@@ -17,7 +18,7 @@ ZARR_SUFFIXES = (".zarr",)
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 
-class WriteError(ValueError):
+class WriteError(ScrollSamError, ValueError):
     """Labels cannot be written; names the path and what is wrong."""
 
 

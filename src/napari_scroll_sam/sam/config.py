@@ -2,6 +2,7 @@
 recognising which configuration a state dict belongs to (strict loading's error messages)."""
 
 from __future__ import annotations
+from ..errors import ScrollSamError
 
 import dataclasses
 import logging
@@ -31,7 +32,7 @@ PIXEL_STD = (58.395, 57.12, 57.375)
 
 
 
-class ModelError(RuntimeError):
+class ModelError(ScrollSamError, RuntimeError):
     """A model, checkpoint, download or device that cannot be used (the message says why)."""
 
 

@@ -14,6 +14,7 @@ when all its tile chunks exist, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
+from ..errors import ScrollSamError
 
 import dataclasses
 import hashlib
@@ -31,7 +32,7 @@ from .preprocess import preprocess, preprocess_shape
 from .tiling import Tile, Tiling, grid_for
 
 
-class EmbeddingError(RuntimeError):
+class EmbeddingError(ScrollSamError, RuntimeError):
     """Encoding failed (e.g. out of GPU memory at batch size 1); says what to do."""
 
 

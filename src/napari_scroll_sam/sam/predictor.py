@@ -5,6 +5,7 @@ and nowhere else (``_to_sam_xy``). Many prompts go through the decoder at once.
 """
 
 from __future__ import annotations
+from ..errors import ScrollSamError
 
 import dataclasses
 
@@ -14,7 +15,7 @@ import torch
 from .preprocess import preprocess_shape
 
 
-class PromptError(ValueError):
+class PromptError(ScrollSamError, ValueError):
     """Prompts that cannot be used: empty, outside the image, badly shaped."""
 
 

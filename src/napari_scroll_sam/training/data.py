@@ -8,6 +8,7 @@ tiled) with its object masks. Train and validation are split by slice.
 """
 
 from __future__ import annotations
+from ..errors import ScrollSamError
 
 import dataclasses
 
@@ -17,7 +18,7 @@ from scipy import ndimage
 from .. import prompts as P
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(ScrollSamError, ValueError):
     """Training data that cannot be used; raised before training starts."""
 
 

@@ -15,6 +15,7 @@ sampling mode, window, step and best score; ``Trainer(resume=path)`` continues.
 """
 
 from __future__ import annotations
+from ..errors import ScrollSamError
 
 import dataclasses
 import math
@@ -33,7 +34,7 @@ from . import data as D
 from .losses import mask_iou, sam_loss
 
 
-class TrainingError(ValueError):
+class TrainingError(ScrollSamError, ValueError):
     """Training cannot start (bad data, output folder, checkpoint); says why."""
 
 
