@@ -13,7 +13,9 @@ import torch
 from scipy import ndimage
 
 from napari_scroll_sam.io.volume import Volume
-from napari_scroll_sam.propagation import PropagationError, Seed, StopRule, propagate
+from napari_scroll_sam.propagation import PropagationError, Seed, StopRule, WalkConfig, propagate
+
+BLIND = WalkConfig.blind()  # the model's answers as they are: tests of the stop rules themselves
 from napari_scroll_sam.sam.embeddings import SliceEmbedder, SliceEmbedding
 from napari_scroll_sam.sam.predictor import Prediction
 from napari_scroll_sam.sam.tiling import grid_for
@@ -96,7 +98,7 @@ def run(gt, seeds, labels=None, **kw):
 
 def test_one_point_follows_the_object_both_ways_and_stops_where_it_ends():
     gt = tube_volume()
-    labels, reports = run(gt, [Seed(1, 10, points=[[20, 25]])])
+    labels, reports = run(gt, [Seed(1, 10, points=[[20, 25]])], stop=StopRule(max_empty=2))
     np.testing.assert_array_equal(labels == 1, gt == 1)  # slices 3..16 exactly, nothing else
     stops = [r for r in reports if r.stopped]
     assert {(r.direction, r.z) for r in stops} == {(+1, 18), (-1, 1)}  # 2 empty slices in a row
@@ -120,7 +122,7 @@ def test_drawn_mask_is_an_anchor_kept_as_drawn():
     drawn = np.zeros(gt.shape[1:], bool)
     drawn[46:50, 10:20] = True  # a part of the bar only
     labels, reports = run(gt, [Seed(2, 6, mask=drawn)], direction="up", z_limits=(6, 9),
-                          stop=StopRule(min_slice_iou=0, max_area_change=None))
+                          stop=StopRule(min_slice_iou=0, max_area_change=None), walk=BLIND)
     np.testing.assert_array_equal(labels[6] == 2, drawn)
     np.testing.assert_array_equal(labels[7] == 2, gt[7] == 2)  # the next slices follow the object
 
@@ -138,7 +140,8 @@ def test_z_limits_direction_and_stop_slices():
 def test_predicted_iou_stop_rule():
     gt = tube_volume()
     pred = OraclePredictor(gt, iou=lambda z, oid: 0.2 if z >= 13 else 0.9)
-    labels, reports = run(gt, [Seed(2, 10, points=[[48, 30]])], predictor=pred, direction="up")
+    labels, reports = run(gt, [Seed(2, 10, points=[[48, 30]])], predictor=pred, direction="up",
+                          stop=StopRule(min_pred_iou=0.5))
     assert (labels[10:13] == 2).any(axis=(1, 2)).all() and not (labels[13:] == 2).any()
     stop, = [r for r in reports if r.stopped]
     assert stop.z == 13 and "predicted IoU 0.20 < 0.5" in stop.stopped
@@ -149,10 +152,11 @@ def test_slice_iou_and_area_rules():
     gt[12, 45:52, 5:55] = 0
     gt[12, 30:60, 0:60] = 2  # the bar suddenly becomes a big block
     _, reports = run(gt, [Seed(2, 10, points=[[48, 30]])], direction="up",
-                     stop=StopRule(min_slice_iou=0.0, max_area_change=2.0))
+                     stop=StopRule(min_slice_iou=0.0, max_area_change=2.0), walk=BLIND)
     stop, = [r for r in reports if r.stopped]
     assert stop.z == 12 and "area changed" in stop.stopped
-    _, reports = run(gt, [Seed(2, 10, points=[[48, 30]])], direction="up", stop=StopRule(min_slice_iou=0.5))
+    _, reports = run(gt, [Seed(2, 10, points=[[48, 30]])], direction="up", stop=StopRule(min_slice_iou=0.5),
+                     walk=BLIND)
     stop, = [r for r in reports if r.stopped]
     assert stop.z == 12 and "IoU with the previous slice" in stop.stopped
 
@@ -241,7 +245,7 @@ def test_bad_input_raises_before_writing():
     for seeds, lab, kw, msg in cases:
         with pytest.raises(PropagationError, match=msg):
             list(propagate(emb, seeds, lab, predictor=OraclePredictor(gt), **kw))
-    with pytest.raises(PropagationError, match=r"min_pred_iou=1.5 is outside \[0, 1\]"):
+    with pytest.raises(PropagationError, match=r"min_pred_iou=1.5 must be None or within \[0, 1\]"):
         StopRule(min_pred_iou=1.5)
     used = np.zeros(gt.shape, np.uint32)
     used[0, 0, 0] = 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_scroll_sam import propagation
+from napari_scroll_sam.propagation import run as propagation_run
 from napari_scroll_sam._widgets.propagate import PROPAGATED, parse_ints
 from napari_scroll_sam._widgets.segment import SegmentWidget
 from napari_scroll_sam.sam import embeddings
@@ -52,7 +52,7 @@ def env(monkeypatch, tmp_path):
 def oracle(monkeypatch, gt):
     """SAM replaced by the ground truth: masks are exact, predicted IoU 0.95."""
     monkeypatch.setattr(embeddings, "SliceEmbedder", lambda model, volume, mode=None, **kw: OracleEmbedder(gt))
-    monkeypatch.setattr(propagation, "Predictor", lambda model: OraclePredictor(gt))
+    monkeypatch.setattr(propagation_run, "Predictor", lambda model: OraclePredictor(gt))
 
 
 @pytest.fixture
@@ -190,7 +190,7 @@ def test_bad_input_shows_an_error_and_writes_nothing(setup, gt, oracle):
     paint_anchor(w, gt)
     before = masks.data.copy()
     cases = [
-        (lambda: panel.max_area_spin.setValue(0.5), "max_area_change=0.5 must be >= 1"),
+        (lambda: panel.max_area_spin.setValue(0.5), "max_area_change=0.5 must be None or a factor >= 1"),
         (lambda: panel.stop_slices_edit.setText("3, x"), "stop slices: 'x' is not a number"),
         (lambda: panel.objects_edit.setText("2"), r"object(s) 2 have no voxels in the masks layer"),
         (lambda: (panel.z_from_spin.setValue(6), panel.z_to_spin.setValue(2)), "the first slice is after the last"),

@@ -1,0 +1,13 @@
+"""Propagation: carry prompts on a few slices through the volume (see ``run``).
+
+``plan`` (seeds and walks), ``engine`` (one slice step: prior, memory, competition,
+corridor, judge), ``prior`` (the motion prior), ``stop`` (stop rules), ``adapt``
+(decoder fine-tuning on the anchors), ``run`` (the generator).
+"""
+
+from .engine import WalkConfig
+from .plan import Seed
+from .run import SliceReport, _write, propagate
+from .stop import PropagationError, StopRule
+
+__all__ = ["PropagationError", "Seed", "SliceReport", "StopRule", "WalkConfig", "propagate"]

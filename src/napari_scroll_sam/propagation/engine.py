@@ -1,0 +1,203 @@
+"""One slice step of the walk: never trust the model blindly.
+
+For every object walking onto slice ``z`` (``step_slice``):
+
+1. **Motion prior.** The object's memory of accepted masks is carried from the
+   previous slice to ``z`` by optical flow, computed only in the objects' boxes plus a
+   margin (``prior.MotionField``; one field shared by all objects when their boxes
+   overlap much). The prior is the weighted vote of the warped memory (newest counts
+   most; ``memory=1``: the last accepted mask warped).
+2. **Prompts** come from the prior (``strategy``); with ``compete`` each object also
+   gets a negative point on the nearest pixel of the other objects' priors.
+3. **Corridor.** The model's mask is cut to what the prior can reach (``corridor`` px
+   beyond the measured displacement) and its components that do not touch the prior
+   are dropped.
+4. **Judge.** The model's mask is kept where it agrees with the prior (IoU >=
+   ``accept``): source ``"model"``; otherwise the prior is kept: source ``"prior"``.
+   An empty answer is ``"empty"`` (the walk's empty rule decides; ``run.py``).
+   A weak model so cannot drag the walk below the motion baseline, a good one refines it.
+
+``WalkConfig(prior=None, compete=False, corridor=None, accept=0)`` is the walk of old:
+the last mask prompts the next slice and the model's answer is taken as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .plan import check_number
+from .prior import MotionField, Track, corridor, grow_box, mask_box, touching, window
+from .stop import PropagationError
+
+PRIORS = ("flow", "copy")
+
+
+@dataclasses.dataclass(frozen=True)
+class WalkConfig:
+    """How the walk treats the model (see the module doc). Defaults calibrated on
+    ``benchmarks/eval_quality.py``.
+
+    prior : "flow" (optical flow), "copy" (the last mask as is) or None (no prior: the
+        model's answer is taken as it is, the walk of old)
+    memory : accepted masks the prior votes over (>= 1)
+    accept : IoU with the prior from which the model's mask is kept (0: always)
+    corridor : px beyond the measured displacement the mask may reach (None: no corridor)
+    compete : negative points on the other objects walking on the same slice
+    flow_radius, flow_max_side, flow_warps, margin : optical flow window, resolution cap (longer
+        side of the box, px), warp iterations, box margin (px)
+    adapt_steps : decoder fine-tuning steps on the anchors before walking (0: off)
+    """
+
+    prior: str | None = "flow"
+    memory: int = 1
+    accept: float = 0.8
+    corridor: float | None = 3.0
+    compete: bool = True
+    flow_radius: int = 7
+    flow_max_side: int = 512
+    flow_warps: int = 3
+    margin: int = 32
+    adapt_steps: int = 0
+    adapt_lr: float = 1e-4
+
+    def __post_init__(self):
+        if self.prior not in PRIORS + (None,):
+            raise PropagationError(f"prior={self.prior!r} must be one of {PRIORS} or None")
+        check_number("memory", self.memory, lo=1, integer=True)
+        a = check_number("accept", self.accept, lo=0)
+        if a > 1:
+            raise PropagationError(f"accept={self.accept} must be within [0, 1]")
+        check_number("corridor", self.corridor, lo=0, allow_none=True)
+        check_number("flow_radius", self.flow_radius, lo=1, integer=True)
+        check_number("flow_max_side", self.flow_max_side, lo=16, integer=True)
+        check_number("flow_warps", self.flow_warps, lo=1, integer=True)
+        check_number("margin", self.margin, lo=0, integer=True)
+        check_number("adapt_steps", self.adapt_steps, lo=0, integer=True)
+        check_number("adapt_lr", self.adapt_lr, lo=0)
+
+    @classmethod
+    def blind(cls, **kw) -> "WalkConfig":
+        """The model's answer as it is (no prior, corridor, competition)."""
+        return cls(prior=None, corridor=None, compete=False, accept=0.0, **kw)
+
+
+class SliceImages:
+    """Windowed grey crops of the slices the walk visits, read lazily by box."""
+
+    def __init__(self, volume):
+        self.volume = volume
+        self.shape = tuple(volume.shape[1:])
+        self._cache: dict = {}
+
+    def crop(self, z, box) -> np.ndarray:
+        y0, x0, y1, x1 = box
+        hit = self._cache.get(z)
+        if hit is not None:
+            (cy0, cx0, cy1, cx1), arr = hit
+            if cy0 <= y0 and cx0 <= x0 and y1 <= cy1 and x1 <= cx1:
+                return arr[y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0]
+        arr = window(np.asarray(self.volume.data[z, y0:y1, x0:x1]), self.volume.contrast_limits)
+        if len(self._cache) > 4:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[z] = (box, arr)
+        return arr
+
+
+def _union(boxes):
+    b = np.array(boxes)
+    return int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max())
+
+
+def _area(b):
+    return (b[2] - b[0]) * (b[3] - b[1])
+
+
+def motion_fields(images: SliceImages, cfg: WalkConfig, z_from: int, z_to: int, masks: list) -> list:
+    """One MotionField per mask (shared when the boxes overlap much: one flow for the union)."""
+    shape = images.shape
+    boxes = []
+    for m in masks:
+        b = mask_box(m)
+        boxes.append(grow_box(b, cfg.margin, shape) if b else (0, 0, 1, 1))
+    if cfg.prior != "flow":
+        return [MotionField.still(b, shape) for b in boxes]
+    union = _union(boxes)
+    if len(boxes) > 1 and _area(union) <= 1.5 * sum(_area(b) for b in boxes):
+        groups = [(union, list(range(len(boxes))))]
+    else:
+        groups = [(b, [i]) for i, b in enumerate(boxes)]
+    out = [None] * len(masks)
+    images.crop(z_from, union)  # one read per slice for all boxes
+    images.crop(z_to, union)
+    for box, idx in groups:
+        f = MotionField.between(images.crop(z_from, box), images.crop(z_to, box), box, shape,
+                                radius=cfg.flow_radius, max_side=cfg.flow_max_side, num_warp=cfg.flow_warps)
+        for i in idx:
+            out[i] = f
+    return out
+
+
+def carry(memory: list, field: MotionField) -> list:
+    """The memory's tracks moved onto the next slice (each keeps its source mask)."""
+    for tr in memory:
+        tr.advance(field)
+    return memory
+
+
+def vote(memory: list) -> np.ndarray:
+    """Weighted mean of the memory's signed distances on the current slice: the newest
+    weighs as much as all older ones together. The prior mask is where it is > 0."""
+    if len(memory) == 1:
+        return memory[0].sdf()
+    w = np.array([2.0 ** i for i in range(len(memory))])
+    acc = np.zeros(memory[0].shape, np.float32)
+    for wi, tr in zip(w, memory):
+        acc += wi * tr.sdf()
+    return acc / w.sum()
+
+
+def remember(cfg: WalkConfig, memory: list, kept, source) -> list:
+    """The memory after a slice: where the prior was kept, its tracks go on unchanged (no
+    resampling); where the model's mask was, a new track starts from it."""
+    if source == "model":
+        return (memory + [Track(kept)])[-cfg.memory:]
+    return memory
+
+
+def negatives(prior, others) -> np.ndarray:
+    """The nearest pixel of the other objects' priors (one negative point), or none."""
+    if others is None or not others.any():
+        return np.zeros((0, 2))
+    b = mask_box(prior)
+    y0, x0, y1, x1 = grow_box(b, 4, prior.shape)
+    o = others[y0:y1, x0:x1] & ~prior[y0:y1, x0:x1]
+    if not o.any():
+        return np.zeros((0, 2))
+    from scipy import ndimage
+
+    dist = ndimage.distance_transform_edt(~prior[y0:y1, x0:x1])
+    oy, ox = np.nonzero(o)
+    i = int(np.argmin(dist[oy, ox]))
+    return np.array([[oy[i] + y0, ox[i] + x0]], float)
+
+
+def iou(a, b) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def judge(cfg: WalkConfig, mask, prior, reach: float):
+    """(mask to keep, source, agreement) for the model's ``mask`` against ``prior``."""
+    if not mask.any():
+        return mask, "empty", 0.0
+    if cfg.prior is None:
+        return mask, "model", iou(mask, prior)
+    m = mask
+    if cfg.corridor is not None:
+        m = touching(m & corridor(prior, reach + cfg.corridor), prior)
+    agree = iou(m, prior)
+    if m.any() and agree >= cfg.accept:
+        return m, "model", agree
+    return prior, "prior", agree

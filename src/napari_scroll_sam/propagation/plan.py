@@ -1,0 +1,168 @@
+"""Seeds, their checks, and the walks they give (anchors, gaps, outward walks).
+
+``plan_walks(anchors, direction, limits)`` is the one place that decides which slices
+each object visits, from which anchor, in which direction: the generator
+(``run.py``) and the Propagate panel's estimate of the reports to come both use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .prior import Track
+from .stop import PropagationError
+
+
+@dataclasses.dataclass
+class Seed:
+    """Prompts for one object on one slice: points (K, 2) (y, x) with labels (K,),
+    and/or a box (y0, x0, y1, x1), or a drawn ``mask`` (kept as is: an anchor)."""
+
+    object_id: int
+    z: int
+    points: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    box: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.object_id, self.z = int(self.object_id), int(self.z)
+        if self.points is not None:
+            self.points = np.asarray(self.points, float).reshape(-1, 2)
+            self.labels = (np.ones(len(self.points)) if self.labels is None
+                           else np.asarray(self.labels, float).reshape(-1))
+        if self.box is not None:
+            self.box = np.asarray(self.box, float).reshape(4)
+        if self.mask is not None:
+            self.mask = np.asarray(self.mask, bool)
+
+    @property
+    def has_prompt(self) -> bool:
+        return (self.points is not None and len(self.points) > 0) or self.box is not None or (
+            self.mask is not None and self.mask.any())
+
+
+@dataclasses.dataclass
+class Walk:
+    """One object walking from an anchor towards ``end`` (inclusive), one slice a step."""
+
+    object_id: int
+    step: int  # +1 or -1
+    z: int  # last slice done
+    end: int  # last slice to do (inclusive)
+    mask: np.ndarray  # last accepted mask (prompts the next slice)
+    logits: object = None
+    memory: list = dataclasses.field(default_factory=list)  # prior.Track of the masks the model gave (and the seed), newest last
+    empty_run: int = 0
+    pending: list = dataclasses.field(default_factory=list)  # slices of an empty run, bridged by the prior
+    active: bool = True
+
+    @property
+    def next_z(self) -> int:
+        return self.z + self.step
+
+
+def object_limits(z_limits, object_id, n_slices) -> tuple:
+    """(lo, hi) for one object: ``z_limits`` is None, one (start, stop) pair, or a dict
+    object id -> (start, stop) (objects not in it walk the whole volume)."""
+    if z_limits is None:
+        return 0, n_slices
+    if isinstance(z_limits, dict):
+        return tuple(z_limits.get(object_id, (0, n_slices)))
+    return tuple(z_limits)
+
+
+def plan_walks(anchors: dict, direction: str, z_limits, n_slices: int) -> list[Walk]:
+    """Walks for anchors {object: {z: (mask, logits)}}: each gap between two anchors is
+    filled from both sides (meeting in the middle), then outwards from the lowest anchor
+    down and the highest up, within the object's limits."""
+    walks = []
+    for oid, zs in anchors.items():
+        lo, hi = object_limits(z_limits, oid, n_slices)
+        zs_sorted = sorted(zs)
+        for a, b in zip(zs_sorted[:-1], zs_sorted[1:]):
+            mid = (a + b) // 2
+            if mid > a:
+                walks.append(Walk(oid, +1, a, mid, *zs[a]))
+            if b - 1 > mid:
+                walks.append(Walk(oid, -1, b, mid + 1, *zs[b]))
+        if direction in ("both", "down") and zs_sorted[0] > lo:
+            walks.append(Walk(oid, -1, zs_sorted[0], lo, *zs[zs_sorted[0]]))
+        if direction in ("both", "up") and zs_sorted[-1] < hi - 1:
+            walks.append(Walk(oid, +1, zs_sorted[-1], hi - 1, *zs[zs_sorted[-1]]))
+    walks = [w for w in walks if w.mask.any()]
+    for w in walks:
+        w.memory = [Track(w.mask)]
+    return walks
+
+
+def validate(embedder, seeds, labels, z_limits, replace):
+    shape = tuple(embedder.volume.shape)
+    if tuple(getattr(labels, "shape", ())) != shape:
+        raise PropagationError(f"labels of shape {tuple(getattr(labels, 'shape', ()))} do not fit the volume "
+                               f"{embedder.volume.name!r} of shape {shape}")
+    if not seeds:
+        raise PropagationError("no prompts: give at least one seed (points, a box or a mask on a slice)")
+    h, w = shape[1:]
+    for s in seeds:
+        where = f"object {s.object_id} on slice {s.z}"
+        if s.object_id < 1:
+            raise PropagationError(f"{where}: object ids start at 1 (0 is background)")
+        if not 0 <= s.z < shape[0]:
+            raise PropagationError(f"{where}: slice {s.z} is outside the volume (slices 0..{shape[0] - 1})")
+        if not s.has_prompt:
+            raise PropagationError(f"{where}: no point, box or mask")
+        if s.mask is not None and s.mask.shape != (h, w):
+            raise PropagationError(f"{where}: mask of shape {s.mask.shape}, the slices are {h} x {w}")
+        coords = []
+        if s.points is not None:
+            coords.append(s.points)
+        if s.box is not None:
+            coords.append(s.box.reshape(2, 2))
+        for c in coords:
+            if len(c) and not np.isfinite(c).all():
+                raise PropagationError(f"{where}: a prompt coordinate is not a finite number")
+            if len(c) and ((c[:, 0] < 0) | (c[:, 0] > h - 1) | (c[:, 1] < 0) | (c[:, 1] > w - 1)).any():
+                raise PropagationError(f"{where}: a prompt lies outside the {h} x {w} slice")
+        if s.box is not None and (s.box[2] < s.box[0] or s.box[3] < s.box[1]):
+            raise PropagationError(f"{where}: box {s.box.tolist()} must be (y0, x0, y1, x1) with y0 <= y1, x0 <= x1")
+    limits = z_limits.values() if isinstance(z_limits, dict) else ([] if z_limits is None else [z_limits])
+    for lim in limits:
+        lo, hi = lim
+        if not (0 <= lo < hi <= shape[0]):
+            raise PropagationError(f"z limits {tuple(lim)} must satisfy 0 <= start < stop <= {shape[0]}")
+    if not replace:
+        ids = sorted({s.object_id for s in seeds})
+        used = _ids_present(labels, ids)
+        if used:
+            raise PropagationError(f"object id(s) {used} are already used in the labels; choose new ids or "
+                                   f"pass replace=True to redo them")
+
+
+def check_number(name, value, lo=None, integer=False, allow_none=False):
+    """A walk option: finite, >= lo, an integer where asked (raises PropagationError)."""
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and integer:
+        ok = float(value).is_integer()
+    if ok and lo is not None:
+        ok = value >= lo
+    if not ok:
+        kind = "an integer" if integer else "a finite number"
+        raise PropagationError(f"{name}={value!r} must be {kind}" + (f" >= {lo}" if lo is not None else "")
+                               + (" or None" if allow_none else ""))
+    return int(value) if integer else float(value)
+
+
+def _ids_present(labels, ids) -> list:
+    import dask.array as da
+
+    arr = labels if isinstance(labels, da.Array) else da.from_array(labels, chunks=getattr(labels, "chunks", "auto"))
+    found = da.isin(arr, ids).any().compute()
+    if not found:
+        return []
+    return [i for i in ids if bool((arr == i).any().compute())]

@@ -1,0 +1,326 @@
+"""Carry a segmentation through the volume, slice by slice, from prompts on a few slices.
+
+``propagate(embedder, seeds, labels, …)`` is a generator: it yields one
+``SliceReport`` per slice and object, writes each slice's masks into ``labels``
+(a numpy array, a zarr array, or a napari Labels layer's data) as soon as the
+slice is done, and stops at once when closed (slices done stay written; the last
+report says where it stopped).
+
+How it walks (``plan.plan_walks``):
+
+1. *Anchors.* Every seed slice is segmented from its prompts (points / box), or
+   taken as drawn when the seed carries a mask, and written. Anchors are never
+   changed afterwards.
+2. *Gaps.* Between two anchors of one object the gap is filled from both sides:
+   the lower half walks up from the lower anchor, the upper half down from the
+   upper one, and they meet in the middle.
+3. *Outwards.* From the lowest anchor down and from the highest up (``direction``
+   "both", "down" or "up"), within ``z_limits`` (one pair, or one per object),
+   until a stop rule fires.
+
+Each step (``engine``): the motion prior carries the object's accepted masks to the
+next slice, prompts the model, and judges its answer (model, prior); ``SliceReport.source``
+says which was kept. All objects at the same slice share its embedding and go through
+the decoder in one call. Embeddings are encoded ahead in batches and come from the
+embedding cache when there.
+
+Overlaps: a voxel already holding another object's id is never overwritten.
+Objects written on the same slice go most confident first: the model's predicted IoU
+times its agreement with the object's prior (an object whose mask jumps onto a
+neighbour ranks low). Voxels lost to another object are counted in ``overlap``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..prompts import EmptyMaskError, Prompt, make_prompt
+from ..sam.predictor import Predictor, PromptError
+from ..sam.segment import segment_slice
+from . import engine
+from .engine import SliceImages, WalkConfig
+from .plan import Seed, Walk, plan_walks, validate
+from .stop import PropagationError, StopRule
+
+
+@dataclasses.dataclass
+class SliceReport:
+    """One slice of one object: where, how big, how sure, where the mask came from, and why
+    a walk stopped.
+
+    ``direction``: 0 for an anchor, +1 walking up (increasing z), -1 walking down.
+    ``stopped``: None while going on, else the reason (the slice was not written).
+    ``source``: "seed" (anchor), "model" (the model's mask, within the prior's reach),
+    "prior" (the motion prior: the model disagreed), "empty" (the model answered nothing;
+    the slice waits for the prior to bridge it), "bridged" (an empty slice filled from the
+    prior once the object came back).
+    ``agreement``: IoU of the model's mask with the prior.
+    """
+
+    z: int
+    object_id: int
+    area: int
+    iou: float
+    slice_iou: float | None
+    direction: int
+    stopped: str | None = None
+    overlap: int = 0
+    source: str = "model"
+    agreement: float | None = None
+
+
+def propagate(embedder, seeds: Sequence[Seed], labels, strategy: str = "box+farthest", stop: StopRule | None = None,
+              direction: str = "both", z_limits=None, *, replace: bool = False, multimask: bool = False,
+              margin: float = 0.1, n_points: int = 3, rng_seed: int = 0, prefetch: int | None = None,
+              predictor: Predictor | None = None, walk: WalkConfig | None = None) -> Iterator[SliceReport]:
+    """Propagate seeds through the volume: checks the input now (raising
+    ``PropagationError`` before anything is written) and returns a generator of
+    ``SliceReport``s that does the work as it is iterated (see the module doc).
+
+    Parameters
+    ----------
+    embedder : SliceEmbedder (model, volume, sampling mode, cache)
+    seeds : Seed objects (one or more per object, on one or more slices)
+    labels : array of the volume's shape to write object ids into (numpy, zarr,
+        or a Labels layer's data)
+    strategy : a ``prompts.make_prompt`` strategy ("box+farthest", "skeleton", …),
+        made from the motion prior
+    stop : a ``StopRule`` (default thresholds when None; ``StopRule.off()``: none)
+    direction : "both", "up" (increasing z) or "down"
+    z_limits : (start, stop) slices the walks stay within, or a dict object id ->
+        (start, stop)
+    replace : allow object ids that are already in ``labels`` (their voxels on
+        the slices done here are replaced)
+    prefetch : slices encoded ahead per encoder call (default: the embedder's batch size)
+    walk : a ``WalkConfig`` (motion prior, memory, corridor, competition, adaptation);
+        ``WalkConfig.blind()`` takes the model's answers as they are
+    """
+    stop = stop or StopRule()
+    walk = walk or WalkConfig()
+    if direction not in ("both", "up", "down"):
+        raise PropagationError(f"direction must be 'both', 'up' or 'down', not {direction!r}")
+    if not isinstance(walk, WalkConfig):
+        raise PropagationError(f"walk must be a WalkConfig, not {type(walk).__name__}")
+    seeds = list(seeds)
+    validate(embedder, seeds, labels, z_limits, replace)  # at the call: before anything is written
+    return _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, multimask,
+                dict(margin=margin, n_points=n_points), rng_seed, prefetch, predictor, walk)
+
+
+def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, multimask, opts, rng_seed,
+         prefetch, predictor, cfg) -> Iterator[SliceReport]:
+    predictor = predictor or Predictor(embedder.model)
+    rng = np.random.default_rng(rng_seed)
+    prefetch = prefetch or max(1, embedder.batch_size)
+    tiled = len(embedder.tiles) > 1
+    images = SliceImages(embedder.volume)
+
+    # 1. anchors
+    anchors: dict[int, dict[int, tuple]] = {}  # object -> z -> (mask, logits)
+    by_z: dict[int, list[Seed]] = {}
+    for s in seeds:
+        by_z.setdefault(s.z, []).append(s)
+    for z in sorted(by_z):
+        results = []
+        for s in by_z[z]:
+            if s.mask is not None:
+                results.append((s, s.mask, None, 1.0))
+            else:
+                pr = Prompt(s.points if s.points is not None else np.zeros((0, 2)),
+                            s.labels if s.labels is not None else np.zeros(0), s.box)
+                mask, logits, iou = _predict_one(embedder, predictor, z, pr, None, multimask, tiled)
+                results.append((s, mask, logits, iou))
+        written = _write(labels, z, [(s.object_id, m, iou) for s, m, _, iou in results], replace)
+        for s, mask, logits, iou in results:
+            anchors.setdefault(s.object_id, {})[z] = (mask, logits)
+            yield SliceReport(z, s.object_id, int(mask.sum()), float(iou), None, 0,
+                              None if mask.any() else "empty mask on the seed slice", written[s.object_id],
+                              source="seed")
+
+    if cfg.adapt_steps:
+        from .adapt import adapt_decoder
+
+        predictor = adapt_decoder(embedder, predictor, anchors, cfg, rng)
+
+    # 2./3. walks
+    walks = plan_walks(anchors, direction, z_limits, embedder.volume.shape[0])
+    for step in (+1, -1):
+        sweep = [w for w in walks if w.step == step]
+        while True:
+            active = [w for w in sweep if w.active and (w.next_z - w.end) * step <= 0]
+            if not active:
+                break
+            z = min(w.next_z for w in active) if step > 0 else max(w.next_z for w in active)
+            here = [w for w in active if w.next_z == z]
+            if z in stop.stop_slices:
+                for w in here:
+                    w.active = False
+                    yield SliceReport(z, w.object_id, 0, 0.0, None, step, "stop slice", source="prior")
+                continue
+            _prefetch(embedder, z, step, prefetch, active)
+            yield from _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cfg, multimask,
+                             tiled, replace, opts, rng)
+        yield from _finish(labels, sweep, replace)
+
+
+def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cfg, multimask, tiled, replace,
+          opts, rng):
+    """All objects of one walk direction onto slice z: prior, prompts, one decoder call, judge, write."""
+    fields = engine.motion_fields(images, cfg, z - step, z, [w.mask for w in here])
+    priors = []
+    for w, f in zip(here, fields):
+        w.memory = engine.carry(w.memory, f)
+        sdf = engine.vote(w.memory)
+        priors.append((sdf > 0, f.displacement(w.mask), sdf))
+    prompts = []
+    for i, (w, (prior, _, _)) in enumerate(zip(here, priors)):
+        try:
+            pr = make_prompt(prior, strategy, rng=rng, **opts)
+        except EmptyMaskError:
+            w.active = False
+            continue
+        if cfg.compete and len(here) > 1:
+            others = np.zeros(prior.shape, bool)
+            for j, (p, _, _) in enumerate(priors):
+                if j != i:
+                    others |= p
+            neg = engine.negatives(prior, others)
+            if len(neg):
+                pr = Prompt(np.concatenate([pr.points, neg]), np.concatenate([pr.labels, np.zeros(len(neg))]),
+                            pr.box, pr.use_logits)
+        prompts.append((i, w, pr))
+    preds = _predict_many(embedder, predictor, z, [(pr, w.logits if pr.use_logits else None) for _, w, pr in prompts],
+                          multimask, tiled)
+    to_write, reports = [], []
+    for (i, w, _), (mask, logits, piou) in zip(prompts, preds):
+        prior, reach, _ = priors[i]
+        kept, source, agree = engine.judge(cfg, mask, prior, reach)
+        w.z = z
+        area, prev_area = int(kept.sum()), int(w.mask.sum())
+        if source == "empty":
+            w.empty_run += 1
+            reason = stop.empty_fires(w.empty_run)
+            if reason:
+                w.active, w.pending = False, []
+            else:  # the prior carries the object on; this slice is written if it comes back
+                w.pending.append((z, prior))
+                w.mask = prior
+                w.memory = engine.remember(cfg, w.memory, prior, "prior")
+            reports.append(SliceReport(z, w.object_id, 0, float(piou), None, step, reason, source="empty",
+                                       agreement=0.0))
+            continue
+        s_iou = engine.iou(kept, w.mask)
+        reason = stop.check(area, prev_area, piou, s_iou)
+        if reason:
+            w.active, w.pending = False, []
+            reports.append(SliceReport(z, w.object_id, area, float(piou), s_iou, step, reason, source=source,
+                                       agreement=agree))
+            continue
+        for zz, pm in w.pending:  # the object came back: bridge the empty run with the prior
+            _write(labels, zz, [(w.object_id, pm, 0.0)], replace)
+        w.pending, w.empty_run = [], 0
+        w.mask, w.logits = kept, (logits if source == "model" else None)
+        w.memory = engine.remember(cfg, w.memory, kept, source)
+        conf = float(piou) * agree if source == "model" else 0.5 * agree
+        to_write.append((w.object_id, kept, conf))
+        reports.append(SliceReport(z, w.object_id, area, float(piou), s_iou, step, None, source=source,
+                                   agreement=agree))
+    written = _write(labels, z, to_write, replace) if to_write else {}
+    for r in reports:
+        if r.stopped is None:
+            r.overlap = written.get(r.object_id, 0)
+        yield r
+
+
+def _finish(labels, sweep, replace):
+    """Walks that reached their end inside an empty run (no rule fired): the prior bridges it."""
+    for w in sweep:
+        for zz, pm in w.pending:
+            lost = _write(labels, zz, [(w.object_id, pm, 0.0)], replace)
+            yield SliceReport(zz, w.object_id, int(pm.sum()), 0.0, None, w.step, None, lost[w.object_id],
+                              source="bridged")
+        w.pending = []
+
+
+def _prefetch(embedder, z, step, n, active):
+    """Encode the next ``n`` slices that active walks will visit, in one batch."""
+    if embedder.is_cached(z):
+        return
+    far = max(w.end for w in active) if step > 0 else min(w.end for w in active)
+    ahead = [zz for zz in range(z, far + step, step)][:n]
+    for _ in embedder.embed([zz for zz in ahead if not embedder.is_cached(zz)]):
+        pass
+
+
+def _predict_many(embedder, predictor, z, items, multimask, tiled) -> list:
+    """[(mask, logits, iou)] for [(prompt, previous logits or None)] on slice z: one
+    decoder call per group of prompts of the same kind (with/without a box, with/without
+    mask input), points padded with label -1 to a common count."""
+    if tiled or len(items) == 1:
+        return [_predict_one(embedder, predictor, z, pr, lg, multimask, tiled) for pr, lg in items]
+    out = [None] * len(items)
+    groups: dict[tuple, list[int]] = {}
+    for i, (pr, lg) in enumerate(items):
+        groups.setdefault((pr.box is not None, lg is not None), []).append(i)
+    emb = embedder.get(z)
+    for (has_box, has_logits), idx in groups.items():
+        k = max(len(items[i][0].points) for i in idx)
+        pts = np.zeros((len(idx), max(k, 1), 2))
+        lab = -np.ones((len(idx), max(k, 1)))
+        for j, i in enumerate(idx):
+            p = items[i][0]
+            pts[j, : len(p.points)], lab[j, : len(p.points)] = p.points, p.labels
+        kw = {"points": pts, "point_labels": lab} if k else {}
+        if has_box:
+            kw["boxes"] = np.stack([items[i][0].box for i in idx])
+        if has_logits:
+            import torch
+
+            kw["mask_input"] = torch.cat([items[i][1] for i in idx])
+        try:
+            res = predictor.predict(emb.tensor[0], emb.original_size, multimask=multimask, **kw)
+        except PromptError as exc:
+            raise PropagationError(f"slice {z}: {exc}") from exc
+        for j, i in enumerate(idx):
+            out[i] = (res.masks[j], res.logits[j:j + 1], float(res.iou[j]))
+    return out
+
+
+def _predict_one(embedder, predictor, z, pr: Prompt, logits, multimask, tiled):
+    """(mask, low-res logits, predicted IoU) for one prompt on slice z."""
+    kw = {}
+    if len(pr.points):
+        kw["points"], kw["labels"] = pr.points[None], pr.labels[None]
+    if pr.box is not None:
+        kw["box"] = pr.box[None]
+    if tiled:
+        res = segment_slice(embedder, z, multimask=multimask, predictor=predictor, **kw)
+        return res.masks[0], None, float(res.iou[0])
+    emb = embedder.get(z)
+    if "labels" in kw:
+        kw["point_labels"] = kw.pop("labels")
+    if "box" in kw:
+        kw["boxes"] = kw.pop("box")
+    try:
+        res = predictor.predict(emb.tensor[0], emb.original_size, mask_input=logits, multimask=multimask, **kw)
+    except PromptError as exc:
+        raise PropagationError(f"slice {z}: {exc}") from exc
+    return res.masks[0], res.logits, float(res.iou[0])
+
+
+def _write(labels, z, items, replace) -> dict:
+    """Write (object_id, mask, confidence) items into ``labels[z]``, the most confident first,
+    never over another object's voxels. Returns voxels lost to overlaps per object."""
+    sl = np.array(labels[z])
+    lost = {}
+    for oid, mask, _ in sorted(items, key=lambda t: -t[2]):
+        if replace:
+            sl[sl == oid] = 0
+        free = mask & ((sl == 0) | (sl == oid))
+        lost[oid] = int(mask.sum() - free.sum())
+        sl[free] = oid
+    labels[z] = sl
+    return lost

@@ -1,0 +1,68 @@
+"""When a walk stops: ``StopRule`` and its check on one slice."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from ..errors import ScrollSamError
+
+
+class PropagationError(ScrollSamError, ValueError):
+    """Bad input for propagation; raised before anything is written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StopRule:
+    """When a walk stops. The slice that fires a rule is not written. Every rule is
+    disabled by ``None`` (``0`` also disables the two thresholds).
+
+    min_pred_iou : SAM's predicted IoU below this. Off by default: a model's own score
+        is not calibrated (a fine-tuned or small model scores good masks 0.3-0.5); the
+        walk judges masks against the motion prior instead.
+    min_slice_iou : IoU of the accepted mask with the previous slice's below this
+    max_area_change : area grows or shrinks by more than this factor
+    max_empty : the model answers an empty mask on this many slices in a row. Slices of
+        an empty run are filled from the motion prior when the object comes back (or the
+        walk ends) before the rule fires, and left unwritten when it fires.
+    stop_slices : slices the user marked: a walk stops before them
+    """
+
+    min_pred_iou: float | None = None
+    min_slice_iou: float | None = 0.2
+    max_area_change: float | None = 4.0
+    max_empty: int | None = 3
+    stop_slices: frozenset = frozenset()
+
+    def __post_init__(self):
+        for name in ("min_pred_iou", "min_slice_iou"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and 0.0 <= float(v) <= 1.0):
+                raise PropagationError(f"stop rule {name}={v} must be None or within [0, 1]")
+        a = self.max_area_change
+        if a is not None and not (isinstance(a, (int, float)) and math.isfinite(a) and a >= 1):
+            raise PropagationError(f"stop rule max_area_change={a} must be None or a factor >= 1")
+        e = self.max_empty
+        if e is not None and (isinstance(e, bool) or not isinstance(e, int) or e < 1):
+            raise PropagationError(f"stop rule max_empty={e} must be None or an integer >= 1")
+        object.__setattr__(self, "stop_slices", frozenset(int(z) for z in self.stop_slices))
+
+    @classmethod
+    def off(cls) -> "StopRule":
+        """No rule: every walk runs to its limits."""
+        return cls(None, None, None, None)
+
+    def empty_fires(self, run: int) -> str | None:
+        if self.max_empty is not None and run >= self.max_empty:
+            return f"empty mask on {run} slices in a row" if run > 1 else "empty mask"
+        return None
+
+    def check(self, area: int, prev_area: int, pred_iou: float, slice_iou: float) -> str | None:
+        """The reason a non-empty mask stops the walk, or None."""
+        if self.min_pred_iou and pred_iou < self.min_pred_iou:
+            return f"predicted IoU {pred_iou:.2f} < {self.min_pred_iou}"
+        if self.min_slice_iou and slice_iou < self.min_slice_iou:
+            return f"IoU with the previous slice {slice_iou:.2f} < {self.min_slice_iou}"
+        if self.max_area_change and max(area / max(prev_area, 1), prev_area / max(area, 1)) > self.max_area_change:
+            return f"area changed {prev_area} -> {area} (more than x{self.max_area_change:g})"
+        return None
