@@ -98,7 +98,7 @@ def test_write_is_atomic_when_interrupted(tmp_path, monkeypatch):
     first = np.ones((4, 20, 20), np.uint16)
     write_labels(tmp_path / "l.zarr", first)
 
-    def crash(tmp, data, chunks):
+    def crash(tmp, data, chunks, **where):
         (tmp).mkdir()
         (tmp / "partial").write_text("half")
         raise KeyboardInterrupt

@@ -2,6 +2,9 @@
 
 ``get_reader`` answers from names and metadata files only and returns None
 (never raises) for what it cannot read; the returned function opens lazily.
+Labels (NGFF image-labels, zarr arrays marked as labels, the plugin's OME-TIFF
+labels, labels NIfTI) open as Labels layers with their scale and translate;
+``http(s)://`` and ``s3://`` URLs open through ``io/remote.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ def get_reader(path):
             return None
         path = path[0]
     try:
+        from .remote import is_url
+
+        if is_url(path):
+            return read_volume if str(path).rstrip("/").lower().endswith(".zarr") else None
         p = Path(path)
         if not p.exists() or detect_format(p) is None:
             return None
@@ -28,7 +35,16 @@ def get_reader(path):
 def read_volume(path):
     if isinstance(path, (list, tuple)):
         path = path[0]
+    from .labels import labels_info
+    from .remote import is_url
+
+    info = None if is_url(path) else labels_info(path)
+    if info is not None:
+        return info.layer_data()
     vol = open_volume(path)
+    if vol.metadata.get("kind") == "labels":  # e.g. a *_seg.nii.gz
+        return [(vol.layer_data, {"name": vol.name, "scale": vol.voxel_size, "translate": vol.translate,
+                                  "multiscale": vol.multiscale, "metadata": {"path": str(vol.path)}}, "labels")]
     layers = volume_layers(vol)
     for c in range(1, vol.n_channels):
         layers.extend(volume_layers(open_volume(path, channel=c), extras=False))

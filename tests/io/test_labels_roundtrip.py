@@ -1,0 +1,127 @@
+"""Labels come back where they were: crop (translate) + anisotropic voxel size → write → reader."""
+
+from __future__ import annotations
+
+import os
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+from napari_scroll_sam import open_volume, write_labels
+from napari_scroll_sam.io.labels import labels_info, pyramid
+from napari_scroll_sam.io.reader import get_reader
+from napari_scroll_sam.io.writer import WriteError, napari_write_labels
+from tests.helpers import write_ome_zarr
+
+
+@pytest.fixture
+def cropped(tmp_path):
+    """A (2, 1, 1)-voxel OME-Zarr cropped at (5, 100, 150), and labels drawn in the crop."""
+    vol = (np.arange(20 * 160 * 200) % 251).astype(np.uint8).reshape(20, 160, 200)
+    src = write_ome_zarr(tmp_path / "scan.zarr", vol, levels=1, voxel=(2.0, 1.0, 1.0))
+    crop = open_volume(src).crop(z=(5, 15), y=(100, 140), x=(150, 190))
+    labels = np.zeros(crop.shape, np.uint32)
+    labels[2:8, 5:30, 10:35] = 3
+    labels[4, 1:4, 1:4] = 70000  # beyond uint16
+    return crop, labels
+
+
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".zarr", ".tif"])
+def test_crop_labels_roundtrip_through_the_reader(tmp_path, cropped, suffix):
+    crop, labels = cropped
+    assert crop.translate == (10.0, 100.0, 150.0) and crop.voxel_size == (2.0, 1.0, 1.0)
+    out = write_labels(tmp_path / f"masks{suffix}", labels, scale=crop.voxel_size, translate=crop.translate,
+                       unit=crop.unit)
+    reader = get_reader(str(out))
+    assert reader is not None
+    (data, meta, kind), = reader(str(out))
+    assert kind == "labels"
+    assert meta["scale"] == (2.0, 1.0, 1.0) and meta["translate"] == (10.0, 100.0, 150.0)
+    assert meta["units"] == ("micrometer",) * 3
+    np.testing.assert_array_equal(np.asarray(data), labels)
+    assert np.asarray(data).dtype == np.uint32
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["scan.zarr", out.name])  # no temporary left
+
+
+def test_roundtrip_into_a_napari_labels_layer(tmp_path, cropped, make_napari_viewer):
+    crop, labels = cropped
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(labels, scale=crop.voxel_size, translate=crop.translate)
+    out = tmp_path / "seg.ome.zarr"
+    # napari's save path: the plugin's writer with the layer's own scale/translate
+    paths = viewer.layers.save(str(out), selected=False, plugin="napari-scroll-sam")
+    assert paths == [str(out)]
+    viewer.layers.clear()
+    new = viewer.open(str(out), plugin="napari-scroll-sam")
+    assert len(new) == 1 and type(new[0]).__name__ == "Labels"
+    np.testing.assert_array_equal(np.asarray(new[0].data), labels)
+    np.testing.assert_allclose(new[0].scale, layer.scale)
+    np.testing.assert_allclose(new[0].translate, layer.translate)
+
+
+def test_ngff_metadata_is_image_label_with_transforms(tmp_path):
+    labels = np.zeros((4, 600, 300), np.uint16)
+    labels[:, 100:500, 50:250] = 2
+    out = write_labels(tmp_path / "big.ome.zarr", labels, scale=(4.0, 1.0, 1.0), translate=(8.0, 0.0, 3.0),
+                       unit="µm", chunks=(4, 128, 128))
+    root = zarr.open_group(str(out), mode="r")
+    ome = root.attrs["ome"]
+    assert ome["version"] == "0.5" and "image-label" in ome
+    ds = ome["multiscales"][0]["datasets"]
+    # level 1 halves y, x only (z is already 4x coarser); level 2 goes on while max axis > 256
+    assert [root[d["path"]].shape for d in ds] == [(4, 600, 300), (4, 300, 150), (4, 150, 75)]
+    assert ds[1]["coordinateTransformations"] == [{"type": "scale", "scale": [4.0, 2.0, 2.0]},
+                                                  {"type": "translation", "translation": [8.0, 0.0, 3.0]}]
+    assert [a["unit"] for a in ome["multiscales"][0]["axes"]] == ["micrometer"] * 3
+    np.testing.assert_array_equal(root["1"][:], labels[:, ::2, ::2])
+    info = labels_info(out)
+    assert info.format == "ome-zarr" and len(info.levels) == 3
+    # open_volume still reads it as a volume (voxel size from the metadata)
+    assert open_volume(out).voxel_size == (4.0, 1.0, 1.0)
+
+
+def test_pyramid_is_lazy_and_mode_keeps_majority():
+    reads = []
+    base = da.zeros((2, 512, 512), dtype=np.uint8, chunks=(2, 128, 128))
+    base = base.map_blocks(lambda b: (reads.append(1), b)[1], dtype=np.uint8, meta=np.empty((0, 0, 0), np.uint8))
+    levels = pyramid(base, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), method="mode")
+    assert reads == [] and [lv.shape for lv, _, _ in levels] == [(2, 512, 512), (1, 256, 256)]
+    blocks = np.zeros((2, 4, 4), np.uint8)
+    blocks[:, :2, :2] = [[[5, 5], [5, 0]], [[5, 0], [0, 0]]]  # 4 of 8 are 5 in block 0
+    blocks[:, :2, 2:] = [[[1, 2], [2, 2]], [[2, 2], [3, 3]]]
+    (_, _, _), (lv, sc, tr) = pyramid(blocks, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), method="mode", min_size=2)
+    assert lv.compute()[0, 0].tolist() == [0, 2]  # a tie 5/0 goes to the smaller value; 2 is the majority
+    assert sc == (2.0, 2.0, 2.0) and tr == (0.5, 0.5, 0.5)  # mode: the block centre
+
+
+def test_napari_writer_hook_keeps_scale_and_translate(tmp_path):
+    labels = np.zeros((3, 8, 8), np.uint8)
+    labels[1, 2:4, 2:4] = 3
+    path, = napari_write_labels(str(tmp_path / "seg"), labels, {"scale": (3.0, 0.5, 0.5),
+                                                               "translate": (6.0, 1.0, 2.0), "units": None})
+    assert path == str(tmp_path / "seg.zarr")
+    arr = zarr.open_array(path, mode="r")
+    assert arr.attrs["napari_scroll_sam"] == {"kind": "labels", "scale": [3.0, 0.5, 0.5],
+                                              "translate": [6.0, 1.0, 2.0], "unit": None}
+    (_, meta, kind), = get_reader(path)(path)
+    assert kind == "labels" and meta["translate"] == (6.0, 1.0, 2.0) and "units" not in meta
+
+
+def test_an_image_zarr_still_opens_as_an_image(tmp_path):
+    vol = np.zeros((8, 16, 16), np.uint8)
+    src = str(write_ome_zarr(tmp_path / "img.zarr", vol, levels=2))
+    assert labels_info(src) is None
+    assert [k for _, _, k in get_reader(src)(src)] == ["image"]
+
+
+def test_bad_placement_is_refused_before_writing(tmp_path):
+    labels = np.zeros((3, 4, 4), np.uint8)
+    with pytest.raises(WriteError, match="scale"):
+        write_labels(tmp_path / "a.ome.zarr", labels, scale=(0.0, 1.0, 1.0))
+    with pytest.raises(WriteError, match="do not match"):
+        write_labels(tmp_path / "a.tif", labels, translate=(1.0, 2.0))
+    with pytest.raises(WriteError, match="unknown downsampling"):
+        write_labels(tmp_path / "a.ome.zarr", np.zeros((3, 400, 4), np.uint8), downsample="mean")
+    assert os.listdir(tmp_path) == []
