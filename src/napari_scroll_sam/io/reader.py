@@ -23,7 +23,7 @@ def get_reader(path):
         from .remote import is_url
 
         if is_url(path):
-            return read_volume if str(path).rstrip("/").lower().endswith(".zarr") else None
+            return read_volume if ".zarr" in str(path).lower() else None
         p = Path(path)
         if not p.exists() or detect_format(p) is None:
             return None
