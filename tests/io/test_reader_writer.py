@@ -29,7 +29,7 @@ def test_manifest_validates_and_names_every_contribution():
         __import__(module)
         assert callable(getattr(sys.modules[module], attr))
     assert pm.contributions.readers[0].accepts_directories
-    assert [w.layer_types for w in pm.contributions.writers] == [["labels"]]
+    assert [w.layer_types for w in pm.contributions.writers] == [["labels"], ["labels"]]
     assert [s.key for s in pm.contributions.sample_data] == ["scroll"]
     out = subprocess.run([sys.executable, "-m", "npe2", "validate", "napari-scroll-sam"],
                          capture_output=True, text=True)

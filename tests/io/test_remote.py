@@ -78,6 +78,7 @@ def serve(tmp_path):
     def start(folder, plan=()):
         srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
         srv.daemon_threads = True
+        srv.handle_error = lambda request, address: None  # a client that gave up (the timeout test)
         srv.requests, srv.lock, srv.plan = collections.Counter(), threading.Lock(), list(plan)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
@@ -155,7 +156,7 @@ def test_retries_are_bounded_and_the_error_names_the_url(serve, pyramid):
 def test_forbidden_or_missing_url(serve, pyramid, code):
     site, _ = pyramid
     srv, base = serve(site, plan=[(lambda p: True, _status(code))])
-    expected = "zarr.json: HTTP 403 Forbidden$" if code == 403 else ": not a readable zarr store"
+    expected = "[.a-z]+: HTTP 403 Forbidden$" if code == 403 else ": not a readable zarr store"  # zarr probes keys at once
     with pytest.raises(VolumeError, match=rf"{base}/scan.zarr/?{expected}"):
         open_volume(f"{base}/scan.zarr", backoff=0.01, retries=5)
     assert max(srv.requests.values()) <= 2  # 4xx: not retried (zarr itself probes a key twice)

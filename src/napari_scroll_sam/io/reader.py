@@ -25,6 +25,10 @@ def get_reader(path):
         if is_url(path):
             return read_volume if ".zarr" in str(path).lower() else None
         p = Path(path)
+        if p.is_file() and p.suffix.lower() in (".ply", ".obj"):
+            from .mesh import surface_layer
+
+            return surface_layer
         if not p.exists() or detect_format(p) is None:
             return None
     except Exception:  # noqa: BLE001 - get_reader must never raise

@@ -160,3 +160,19 @@ def napari_write_labels(path: str, data, meta: dict) -> list[str]:
     unit = str(units[-1]) if units is not None and len(units) else None
     return [str(write_labels(p, data, scale=meta.get("scale"), translate=meta.get("translate"),
                              unit=None if unit in (None, "pixel") else unit))]
+
+
+def napari_write_mesh(path: str, data, meta: dict) -> list[str]:
+    """npe2 single-layer writer: a Labels layer's objects as one ``.ply`` / ``.obj`` mesh,
+    vertices in the layer's world units (its scale and translate)."""
+    from .mesh import write_scene
+
+    if isinstance(data, list):
+        data = data[0]
+    meta = meta or {}
+    ndim = getattr(data, "ndim", 0)
+    p = Path(path)
+    if p.suffix.lower() not in (".ply", ".obj"):
+        p = p.with_name(p.name + ".ply")
+    return [str(write_scene(p, data, voxel_size=tuple(meta.get("scale") or (1.0,) * ndim),
+                            translate=tuple(meta.get("translate") or (0.0,) * ndim)))]
