@@ -125,3 +125,45 @@ def test_bad_placement_is_refused_before_writing(tmp_path):
     with pytest.raises(WriteError, match="unknown downsampling"):
         write_labels(tmp_path / "a.ome.zarr", np.zeros((3, 400, 4), np.uint8), downsample="mean")
     assert os.listdir(tmp_path) == []
+
+
+def test_ome_zarr_py_reads_our_labels_as_image_labels(tmp_path, cropped):
+    """Interoperability: ome-zarr-py's own reader finds the multiscales and the image-label."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+
+    crop, labels = cropped
+    out = write_labels(tmp_path / "m.ome.zarr", labels, scale=crop.voxel_size, translate=crop.translate, unit="µm")
+    node, = Reader(parse_url(str(out)))()
+    assert node.specs and any(isinstance(s, Label) for s in node.specs)
+    np.testing.assert_array_equal(np.asarray(node.data[0]), labels)
+    assert node.metadata["coordinateTransformations"][0] == [
+        {"type": "scale", "scale": [2.0, 1.0, 1.0]}, {"type": "translation", "translation": [10.0, 100.0, 150.0]}]
+
+
+def test_an_ngff_image_brings_its_labels_along(tmp_path):
+    vol = (np.arange(8 * 32 * 32) % 200).astype(np.uint8).reshape(8, 32, 32)
+    img = write_ome_zarr(tmp_path / "img.zarr", vol, levels=2, zarr_format=3, voxel=(2.0, 1.0, 1.0))
+    lab = np.zeros_like(vol, dtype=np.uint32)
+    lab[2:5, 4:9, 4:9] = 5
+    (img / "labels").mkdir()
+    from napari_scroll_sam.io.labels import write_ngff
+
+    write_ngff(img / "labels" / "cells", lab, chunks=(8, 32, 32), scale=(2.0, 1.0, 1.0))
+    zarr.open_group(str(img / "labels"), mode="a", zarr_format=3).attrs["ome"] = {"version": "0.5",
+                                                                                 "labels": ["cells"]}
+    layers = get_reader(str(img))(str(img))
+    assert [(m["name"], k) for _, m, k in layers] == [("img.zarr", "image"), ("img.zarr cells", "labels")]
+    np.testing.assert_array_equal(np.asarray(layers[1][0]), lab)
+    assert layers[1][1]["scale"] == (2.0, 1.0, 1.0)
+
+
+def test_a_napari_image_layer_becomes_the_same_volume():
+    from napari.layers import Image
+
+    data = (np.arange(6 * 20 * 30) % 250).astype(np.uint8).reshape(6, 20, 30)
+    layer = Image(data, scale=(3.0, 0.5, 0.5), translate=(30.0, 5.0, 2.5), contrast_limits=(10, 200), name="scan")
+    vol = open_volume(layer)
+    assert vol.voxel_size == (3.0, 0.5, 0.5) and vol.contrast_limits == (10.0, 200.0) and vol.name == "scan"
+    assert vol.offset == (10, 10, 5) and vol.translate == (30.0, 5.0, 2.5)
+    np.testing.assert_array_equal(vol.data.compute(), data)

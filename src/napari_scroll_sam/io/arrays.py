@@ -19,6 +19,27 @@ def is_array(obj) -> bool:
         all(hasattr(obj, a) for a in ("shape", "dtype", "__getitem__")) and not isinstance(obj, (str, bytes)))
 
 
+def is_layer(obj) -> bool:
+    """A napari Image layer, by its attributes (core code does not import napari)."""
+    return all(hasattr(obj, a) for a in ("data", "scale", "translate", "contrast_limits", "multiscale")) \
+        and not is_array(obj)
+
+
+def open_layer(layer, *, channel: int = 0) -> Volume:
+    """A napari image layer as a ``Volume``: its data (all levels), scale as voxel size, contrast
+    limits as window, translate as the crop offset (in voxels, rounded)."""
+    import dataclasses
+
+    data = list(layer.data) if layer.multiscale else layer.data
+    scale = tuple(float(s) for s in layer.scale)[-3:]
+    vol = open_array(data, voxel_size=scale if len(scale) == 3 else None, window=tuple(layer.contrast_limits),
+                     name=str(layer.name), channel=channel)
+    translate = tuple(float(t) for t in layer.translate)[-3:]
+    if len(translate) == 3:
+        vol = dataclasses.replace(vol, offset=tuple(int(round(t / s)) for t, s in zip(translate, vol.voxel_size)))
+    return vol
+
+
 def _check_voxel(voxel_size, name):
     if voxel_size is None:
         return (1.0, 1.0, 1.0), "pixel"

@@ -44,10 +44,11 @@ class LabelsInfo:
     translate: tuple
     unit: str | None = None
     format: str = "zarr"
+    name: str = ""
 
     def layer_data(self) -> list:
         """napari layer-data tuples: one Labels layer with scale and translate."""
-        meta = {"name": self.path.name, "scale": self.scale, "translate": self.translate,
+        meta = {"name": self.name or self.path.name, "scale": self.scale, "translate": self.translate,
                 "multiscale": len(self.levels) > 1, "metadata": {"path": str(self.path), "format": self.format}}
         if self.unit and self.unit != "pixel":
             meta["units"] = (NGFF_UNITS.get(self.unit, self.unit),) * len(self.scale)
@@ -130,8 +131,15 @@ def write_ngff(tmp: Path, data, *, chunks, scale=None, translate=None, unit=None
     """An NGFF 0.5 image-label pyramid at ``tmp`` (see the module docstring)."""
     import dask.array as da
     import zarr
-    from ome_zarr.format import FormatV05
-    from ome_zarr.writer import add_metadata, write_multiscales_metadata
+
+    try:
+        from ome_zarr.format import FormatV05
+        from ome_zarr.writer import add_metadata, write_multiscales_metadata
+    except ImportError as exc:
+        from .writer import WriteError
+
+        raise WriteError(f"{tmp.name.split('.tmp-')[0].lstrip('.')}: writing OME-Zarr labels needs ome-zarr: "
+                         "pip install 'napari-scroll-sam[ome]' (or save as .zarr / .tif)") from exc
 
     arr = data if isinstance(data, da.Array) else da.asarray(data)
     scale, translate, unit = _geometry(arr.ndim, scale, translate, unit, tmp)
@@ -260,3 +268,23 @@ def _tiff_labels(p: Path) -> LabelsInfo | None:
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr, scale, translate = arr[0], scale[1:], translate[1:]
     return LabelsInfo(p, [arr], *_geometry(arr.ndim, scale, translate, unit, p), format="ome-tiff")
+
+
+def image_labels(image_path) -> list[LabelsInfo]:
+    """The image-labels an NGFF image lists in its ``labels/`` group (metadata only)."""
+    import zarr
+
+    folder = Path(image_path) / "labels"
+    if not folder.is_dir():
+        return []
+    try:
+        names = _attrs(zarr.open_group(str(folder), mode="r")).get("labels", [])
+    except Exception:  # noqa: BLE001 - no readable labels group: nothing to add
+        return []
+    found = []
+    for name in names:
+        info = labels_info(folder / str(name))
+        if info is not None:
+            info.name = f"{Path(image_path).name} {name}"
+            found.append(info)
+    return found

@@ -23,8 +23,12 @@ def detect_more(p: Path) -> str | None:
 def open_more(source, *, channel: int = 0, voxel_size=None, window=None, passthrough: dict | None = None,
               **options):
     """A ``Volume`` for an array, a URL, a NIfTI file or a path with overrides; else None."""
-    from .arrays import is_array, open_array
+    from .arrays import is_array, is_layer, open_array, open_layer
     from .remote import is_url
+
+    if is_layer(source):
+        _no_options(options, str(getattr(source, "name", "layer")))
+        return _override(open_layer(source, channel=channel), voxel_size, window)
 
     if is_array(source) or (isinstance(source, list) and source and is_array(source[0])):
         _no_options(options, "an array")

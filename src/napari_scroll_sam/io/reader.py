@@ -52,6 +52,11 @@ def read_volume(path):
     layers = volume_layers(vol)
     for c in range(1, vol.n_channels):
         layers.extend(volume_layers(open_volume(path, channel=c), extras=False))
+    if vol.metadata.get("format") == "ome-zarr" and vol.path is not None:
+        from .labels import image_labels
+
+        for info in image_labels(vol.path):  # an NGFF image's labels/ (image-label groups)
+            layers.extend(info.layer_data())
     return layers
 
 
