@@ -167,3 +167,13 @@ def test_a_napari_image_layer_becomes_the_same_volume():
     assert vol.voxel_size == (3.0, 0.5, 0.5) and vol.contrast_limits == (10.0, 200.0) and vol.name == "scan"
     assert vol.offset == (10, 10, 5) and vol.translate == (30.0, 5.0, 2.5)
     np.testing.assert_array_equal(vol.data.compute(), data)
+
+
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".zarr", ".tif"])
+def test_open_volume_places_the_labels_too(tmp_path, cropped, suffix):
+    crop, labels = cropped
+    out = write_labels(tmp_path / f"m{suffix}", labels, scale=crop.voxel_size, translate=crop.translate, unit="µm")
+    vol = open_volume(out)
+    assert vol.metadata["kind"] == "labels" and vol.offset == crop.offset == (5, 100, 150)
+    assert vol.voxel_size == crop.voxel_size and vol.translate == crop.translate and vol.unit == "µm"
+    np.testing.assert_array_equal(vol.data.compute(), labels)

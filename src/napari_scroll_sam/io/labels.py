@@ -55,6 +55,17 @@ class LabelsInfo:
         data = self.levels if len(self.levels) > 1 else self.levels[0]
         return [(data, meta, "labels")]
 
+    def volume(self):
+        """The labels as a ``Volume`` (3D): voxel size = scale, offset = translate / scale
+        rounded to voxels (the exact translate is in ``metadata["translate"]``)."""
+        from .volume import Volume
+
+        offset = tuple(int(round(t / s)) for t, s in zip(self.translate, self.scale))
+        unit = {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm"}.get(self.unit, self.unit)
+        return Volume(levels=list(self.levels), voxel_size=self.scale, unit=unit or "pixel",
+                      contrast_limits=(0.0, 1.0), path=self.path, offset=offset, name=self.name or self.path.name,
+                      metadata={"format": self.format, "kind": "labels", "translate": list(self.translate)})
+
 
 # --- geometry ---------------------------------------------------------------------
 

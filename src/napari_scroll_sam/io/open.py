@@ -43,6 +43,11 @@ def open_more(source, *, channel: int = 0, voxel_size=None, window=None, passthr
         raise VolumeError(f"{source!r}: not a path, URL or array (got {type(source).__name__})")
     _no_options(options, str(source))
     p = Path(source).expanduser()
+    from .labels import labels_info
+
+    info = labels_info(p) if p.exists() else None
+    if info is not None and info.levels[0].ndim == 3:  # the plugin's labels: placed where they were
+        return _override(info.volume(), voxel_size, window)
     if detect_more(p) == "nifti":
         from .nifti import open_nifti
 
