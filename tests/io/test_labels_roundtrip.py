@@ -177,3 +177,22 @@ def test_open_volume_places_the_labels_too(tmp_path, cropped, suffix):
     assert vol.metadata["kind"] == "labels" and vol.offset == crop.offset == (5, 100, 150)
     assert vol.voxel_size == crop.voxel_size and vol.translate == crop.translate and vol.unit == "µm"
     np.testing.assert_array_equal(vol.data.compute(), labels)
+
+
+def test_foreign_tiff_and_zarr_labels_by_name_keep_their_voxel_size(tmp_path):
+    import tifffile
+
+    lab = np.zeros((4, 20, 30), np.uint16)
+    lab[1:3, 5:10, 5:20] = 9
+    # an ImageJ hyperstack from elsewhere: z spacing 2.5 µm, 0.5 µm pixels
+    tifffile.imwrite(tmp_path / "cells_labels.tif", lab, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"spacing": 2.5, "unit": "um", "axes": "ZYX"})
+    (data, meta, kind), = get_reader(str(tmp_path / "cells_labels.tif"))(str(tmp_path / "cells_labels.tif"))
+    assert kind == "labels" and meta["scale"] == pytest.approx((2.5, 0.5, 0.5))
+    np.testing.assert_array_equal(np.asarray(data), lab)
+    # an unmarked zarr named labels (e.g. the propagate command's output) opens as labels too
+    zarr.create_array(str(tmp_path / "labels.zarr"), shape=lab.shape, dtype=lab.dtype)[:] = lab
+    assert get_reader(str(tmp_path / "labels.zarr"))(str(tmp_path / "labels.zarr"))[0][2] == "labels"
+    # the same pixels under an image's name stay an image
+    tifffile.imwrite(tmp_path / "scan.tif", lab)
+    assert get_reader(str(tmp_path / "scan.tif"))(str(tmp_path / "scan.tif"))[0][2] == "image"

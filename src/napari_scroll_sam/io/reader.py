@@ -9,7 +9,10 @@ labels, labels NIfTI) open as Labels layers with their scale and translate;
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+import numpy as np
 
 from .volume import Volume, detect_format, open_volume
 
@@ -46,9 +49,12 @@ def read_volume(path):
     if info is not None:
         return info.layer_data()
     vol = open_volume(path)
-    if vol.metadata.get("kind") == "labels":  # e.g. a *_seg.nii.gz
-        return [(vol.layer_data, {"name": vol.name, "scale": vol.voxel_size, "translate": vol.translate,
-                                  "multiscale": vol.multiscale, "metadata": {"path": str(vol.path)}}, "labels")]
+    if vol.metadata.get("kind") == "labels" or looks_like_labels(vol):  # *_seg.nii.gz, cells_labels.tif, …
+        meta = {"name": vol.name, "scale": vol.voxel_size, "translate": vol.translate,
+                "multiscale": vol.multiscale, "metadata": {"path": str(vol.path)}}
+        if vol.unit not in ("", "pixel"):
+            meta["units"] = (vol.unit.replace("µm", "micrometer"),) * 3
+        return [(vol.layer_data, meta, "labels")]
     layers = volume_layers(vol)
     for c in range(1, vol.n_channels):
         layers.extend(volume_layers(open_volume(path, channel=c), extras=False))
@@ -58,6 +64,17 @@ def read_volume(path):
         for info in image_labels(vol.path):  # an NGFF image's labels/ (image-label groups)
             layers.extend(info.layer_data())
     return layers
+
+
+LABEL_NAME = re.compile(r"(^|[_\-. ])(labels?|inklabels|masks?|seg|segmentation|instances)([_\-. ]|$)", re.I)
+
+
+def looks_like_labels(vol: Volume) -> bool:
+    """Integer data of one channel whose file is named like labels (``labels.tif``,
+    ``cells_mask.nrrd``, ``labels.zarr``): a Labels layer, with the file's voxel size."""
+    dtype = np.dtype(vol.dtype)
+    return (vol.n_channels == 1 and (np.issubdtype(dtype, np.integer) or dtype == bool)
+            and not vol.extras and bool(LABEL_NAME.search(vol.name or "")))
 
 
 def volume_layers(vol: Volume, extras: bool = True) -> list:

@@ -11,7 +11,8 @@ gives the same lazy ``Volume`` as a local zarr: the zarr store is fsspec's
   404 is a missing key (zarr's fill value for a chunk; "not a zarr" for metadata);
 - an optional on-disk chunk cache (``chunk_cache=`` or ``$NAPARI_SCROLL_SAM_CHUNK_CACHE``):
   chunks (never metadata documents) are kept under ``<cache>/<hash of url>/<key>``,
-  written atomically, so a region read again costs no request.
+  written atomically, so a region read again costs no request. Remote data is taken as
+  immutable: delete the cache folder to fetch it again.
 
 S3 is anonymous unless AWS credentials are in the usual environment
 (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ``~/.aws/credentials``); ``storage_options``
@@ -112,7 +113,7 @@ class RemoteStore(WrapperStore):
         return value
 
     async def get_partial_values(self, prototype, key_ranges):
-        return [await self.get(k, prototype, r) for k, r in key_ranges]
+        return list(await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges)))
 
     async def exists(self, key):
         return await self._retry(key, lambda: self._store.exists(key))
