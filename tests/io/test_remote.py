@@ -97,25 +97,37 @@ def pyramid(tmp_path):
     return tmp_path / "site", vol
 
 
+METADATA = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")
+
+
 def _chunk_requests(srv):
-    return sum(n for p, n in srv.requests.items() if "/c/" in p)
+    return sum(n for p, n in srv.requests.items() if not p.endswith(METADATA))
 
 
-def test_remote_pyramid_is_lazy_and_the_chunk_cache_saves_requests(serve, pyramid, tmp_path):
-    site, data = pyramid
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_remote_pyramid_is_lazy_and_the_chunk_cache_saves_requests(serve, tmp_path, monkeypatch, zarr_format):
+    data = (np.arange(32 * 64 * 64) % 251).astype(np.uint8).reshape(32, 64, 64)
+    site = tmp_path / "site"
+    write_ome_zarr(site / "scan.zarr", data, levels=3, chunks=(8, 16, 16), zarr_format=zarr_format)
     srv, base = serve(site)
     cache = tmp_path / "cache"
-    vol = open_volume(f"{base}/scan.zarr", chunk_cache=cache)
+    if zarr_format == 2:  # the cache folder from the environment
+        monkeypatch.setenv("NAPARI_SCROLL_SAM_CHUNK_CACHE", str(cache))
+        vol = open_volume(f"{base}/scan.zarr")
+    else:
+        vol = open_volume(f"{base}/scan.zarr", chunk_cache=cache)
+    assert vol.metadata["zarr_format"] == zarr_format and vol.metadata["chunk_cache"].startswith(str(cache))
     assert vol.shape == (32, 64, 64) and len(vol.levels) == 3 and vol.voxel_size == (7.91,) * 3
     assert vol.metadata["url"] == f"{base}/scan.zarr" and vol.path is None and vol.name == "scan.zarr"
     assert _chunk_requests(srv) <= 3  # the window: at most three chunks of the coarsest level
-    assert all("/0/c/" not in p for p in srv.requests)  # nothing of full resolution yet
+    assert all(p.startswith("/scan.zarr/2/") for p in srv.requests if not p.endswith(METADATA))
+    assert not any(p.startswith("/scan.zarr/0/") and not p.endswith(METADATA) for p in srv.requests)
     before = _chunk_requests(srv)
     block = vol.data[8:16, 16:32, 16:48].compute()
     np.testing.assert_array_equal(block, data[8:16, 16:32, 16:48])
     assert _chunk_requests(srv) - before == 2  # exactly the two 8x16x16 chunks touched
     # re-opened: the region costs no chunk request (metadata only)
-    again = open_volume(f"{base}/scan.zarr", chunk_cache=cache)
+    again = open_volume(f"{base}/scan.zarr", chunk_cache=cache if zarr_format == 3 else None)
     before = _chunk_requests(srv)
     np.testing.assert_array_equal(again.data[8:16, 16:32, 16:48].compute(), block)
     assert _chunk_requests(srv) == before
@@ -123,6 +135,26 @@ def test_remote_pyramid_is_lazy_and_the_chunk_cache_saves_requests(serve, pyrami
     # the reader takes the URL; napari-scroll-sam info too
     (layer_data, meta, kind), = get_reader(f"{base}/scan.zarr")(f"{base}/scan.zarr")
     assert kind == "image" and meta["multiscale"] and len(layer_data) == 3
+
+
+def test_remote_identity_is_the_url_and_the_array_metadata(serve, pyramid):
+    import shutil
+
+    import zarr
+
+    site, _ = pyramid
+    shutil.copytree(site / "scan.zarr", site / "copy.zarr")
+    _, base = serve(site)
+    a, b = open_volume(f"{base}/scan.zarr"), open_volume(f"{base}/copy.zarr")
+    assert a.identity() != b.identity() and a.identity() == open_volume(f"{base}/scan.zarr/").identity()
+    assert a.crop(z=(0, 8)).identity() != a.identity()
+    # the same URL with other array metadata (re-chunked level 0) is another identity
+    before = a.identity()
+    old = zarr.open_group(str(site / "scan.zarr"), mode="a")
+    level = old["0"][:]
+    del old["0"]
+    old.create_array("0", shape=level.shape, chunks=(16, 16, 16), dtype=level.dtype)[:] = level
+    assert open_volume(f"{base}/scan.zarr").identity() != before
 
 
 def test_info_command_reads_a_url(serve, pyramid, capsys):
