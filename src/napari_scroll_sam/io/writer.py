@@ -73,7 +73,6 @@ def write_labels(path, data, *, chunks=None, overwrite: bool = True, scale=None,
 
     if downsample not in ("nearest", "mode"):
         raise WriteError(f"{path}: unknown downsampling {downsample!r}; use 'nearest' or 'mode'")
-
     try:
         scale, translate, unit = _geometry(data.ndim, scale, translate, unit, path)
     except VolumeError as exc:
@@ -91,7 +90,7 @@ def write_labels(path, data, *, chunks=None, overwrite: bool = True, scale=None,
         elif name.endswith(TIFF_SUFFIXES):
             _write_tiff(tmp, data, **where)
         else:
-            raise WriteError(f"{path}: unknown extension; use .zarr, .tif or .tiff")
+            raise WriteError(f"{path}: unknown extension; use .ome.zarr, .zarr, .tif or .tiff")
         _replace(tmp, path)
     except BaseException:
         if tmp.is_dir():
