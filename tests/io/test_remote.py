@@ -243,3 +243,12 @@ def test_s3_is_anonymous_without_credentials(monkeypatch, tmp_path):
 def test_get_reader_answers_urls_without_network():
     assert get_reader("http://127.0.0.1:9/a.zarr") is not None
     assert get_reader("http://127.0.0.1:9/page.html") is None
+
+
+def test_napari_opens_a_url_through_the_plugin(serve, pyramid, make_napari_viewer):
+    site, data = pyramid
+    _, base = serve(site)
+    viewer = make_napari_viewer()
+    layer, = viewer.open(f"{base}/scan.zarr", plugin="napari-scroll-sam")
+    assert type(layer).__name__ == "Image" and layer.multiscale and tuple(layer.scale) == (7.91,) * 3
+    np.testing.assert_array_equal(np.asarray(layer.data[0][3]), data[3])
