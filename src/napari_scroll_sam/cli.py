@@ -1,7 +1,8 @@
 """The ``napari-scroll-sam`` command.
 
     napari-scroll-sam demo [--headless] [--model small] [--shape Z Y X] [--seed N] [--out DIR]
-    napari-scroll-sam info PATH
+    napari-scroll-sam info PATH_OR_URL
+    napari-scroll-sam mesh LABELS --out DIR [--objects 1 2 …] [--format ply|obj] [--scene]
     napari-scroll-sam embed VOLUME --model small --mode tuples [--scheduler ADDRESS]
     napari-scroll-sam propagate VOLUME --prompts prompts.csv --model small --out labels.zarr
     napari-scroll-sam train --images IMG --labels LAB [--images … --labels …] --out ckpt/
@@ -31,6 +32,26 @@ def cmd_info(args) -> int:
 
     vol = open_volume(args.path, volume=args.volume)
     print(vol.describe())
+    return 0
+
+
+def cmd_mesh(args) -> int:
+    from .errors import ScrollSamError
+    from .io.mesh import export_meshes, open_labels
+
+    try:
+        labels, voxel, translate, name = open_labels(args.labels)
+        if args.voxel_size:
+            voxel = tuple(args.voxel_size)
+        report = lambda obj, nv, nf: print(f"object {obj}: {nv} vertices, {nf} faces", flush=True)  # noqa: E731
+        paths = export_meshes(labels, args.out, objects=args.objects, voxel_size=voxel, translate=translate,
+                              fmt=args.format, scene=args.scene, smooth=args.smooth, step=args.step,
+                              name=name, on_object=report)
+    except ScrollSamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for p in paths:
+        print(f"wrote {p}")
     return 0
 
 
@@ -350,6 +371,16 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("path")
     info.add_argument("--volume", default=None, help="which volume of a .volpkg")
     info.set_defaults(func=cmd_info)
+    mesh = sub.add_parser("mesh", help="export objects of a labels volume as surface meshes (.ply / .obj)")
+    mesh.add_argument("labels", help="labels: .ome.zarr, .zarr, .tif, .nii.gz, … (any volume of integers)")
+    mesh.add_argument("--out", required=True, help="output folder")
+    mesh.add_argument("--objects", type=int, nargs="+", default=None, help="object ids (default: all)")
+    mesh.add_argument("--format", default="ply", choices=["ply", "obj"])
+    mesh.add_argument("--scene", action="store_true", help="one file with every object instead of one each")
+    mesh.add_argument("--smooth", type=float, default=0.0, help="Gaussian sigma (voxels) before meshing")
+    mesh.add_argument("--step", type=int, default=1, help="decimation: marching-cubes step in voxels")
+    mesh.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"), help="override the voxel size")
+    mesh.set_defaults(func=cmd_mesh)
     embed = sub.add_parser("embed", help="precompute SAM embeddings of a volume into the cache")
     embed.add_argument("volume")
     embed.add_argument("--model", default="small", help="vit_b, vit_l, vit_h, small, or a checkpoint path")

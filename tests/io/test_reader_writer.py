@@ -29,7 +29,7 @@ def test_manifest_validates_and_names_every_contribution():
         __import__(module)
         assert callable(getattr(sys.modules[module], attr))
     assert pm.contributions.readers[0].accepts_directories
-    assert [w.layer_types for w in pm.contributions.writers] == [["labels"]]
+    assert [w.layer_types for w in pm.contributions.writers] == [["labels"], ["labels"]]
     assert [s.key for s in pm.contributions.sample_data] == ["scroll"]
     out = subprocess.run([sys.executable, "-m", "npe2", "validate", "napari-scroll-sam"],
                          capture_output=True, text=True)
@@ -98,7 +98,7 @@ def test_write_is_atomic_when_interrupted(tmp_path, monkeypatch):
     first = np.ones((4, 20, 20), np.uint16)
     write_labels(tmp_path / "l.zarr", first)
 
-    def crash(tmp, data, chunks):
+    def crash(tmp, data, chunks, **where):
         (tmp).mkdir()
         (tmp / "partial").write_text("half")
         raise KeyboardInterrupt

@@ -54,7 +54,7 @@ class Volume:
 
     levels: list
     voxel_size: tuple = (1.0, 1.0, 1.0)
-    contrast_limits: tuple = (0.0, 1.0)
+    contrast_limits: tuple | None = None  # None: estimated from ≤ 3 chunks of the coarsest level
     path: Path | None = None
     unit: str = "pixel"
     name: str = ""
@@ -70,6 +70,8 @@ class Volume:
     def __post_init__(self):
         self.levels = [a if isinstance(a, da.Array) else da.asarray(a) for a in self.levels]
         self.voxel_size = tuple(float(v) for v in self.voxel_size)
+        if self.contrast_limits is None and self.levels:
+            self.contrast_limits = estimate_window(self.levels[-1])
         self.contrast_limits = tuple(float(v) for v in self.contrast_limits)
         self.offset = tuple(int(v) for v in self.offset)
         if self.path is not None:
@@ -123,7 +125,7 @@ class Volume:
         import hashlib
         import json
 
-        src = str(self.path.resolve()) if self.path is not None else self.data.name
+        src = self.metadata.get("source_id") or (str(self.path.resolve()) if self.path is not None else self.data.name)
         parts = [src, list(self.shape), str(self.dtype), list(self.offset), list(self.voxel_size), self.channel]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
@@ -137,7 +139,7 @@ class Volume:
     def describe(self) -> str:
         """A few lines for people: shape, dtype, voxel size, levels, chunks."""
         lines = [
-            f"path:        {self.path}",
+            f"path:        {self.metadata.get('url') or self.path}",
             f"shape:       {self.shape} (z, y, x)",
             f"dtype:       {self.dtype}",
             f"voxel size:  {self.voxel_size} {self.unit}",
@@ -314,7 +316,7 @@ SLICE_SUFFIXES = TIFF_SUFFIXES + (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def open_volume(path: str | os.PathLike, *, level_chunks=None, channel: int = 0, volume: str | None = None,
-                check: str = "auto") -> Volume:
+                check: str = "auto", voxel_size=None, window=None, **options) -> Volume:
     """Open a volume lazily, whatever its format.
 
     Parameters
@@ -332,12 +334,27 @@ def open_volume(path: str | os.PathLike, *, level_chunks=None, channel: int = 0,
     check
         Slice folders: ``"auto"`` checks every slice's size on disk and reads the
         header of one slice per distinct size; ``"all"`` reads every header.
+    voxel_size, window
+        Override the voxel size (z, y, x) and the intensity window; for arrays,
+        the window is estimated from the data when not given.
+    options
+        For URLs: ``retries``, ``backoff``, ``timeout``, ``chunk_cache``,
+        ``storage_options`` (see ``io/remote.py``).
+
+    Also: ``http(s)://`` / ``s3://`` zarr URLs, NIfTI files and numpy / dask / zarr
+    arrays, through ``io/open.py``.
 
     Raises
     ------
     VolumeError
         Naming the file or folder and what is wrong.
     """
+    from .open import open_more
+
+    more = open_more(path, channel=channel, voxel_size=voxel_size, window=window,
+                     passthrough={"volume": volume, "check": check}, **options)
+    if more is not None:
+        return more
     p = Path(path).expanduser()
     if not p.exists():
         raise VolumeError(f"{p}: no such file or folder")
@@ -375,6 +392,10 @@ def _is_zarr(p: Path) -> bool:
 def detect_format(p: Path) -> str | None:
     """Which reader fits ``p`` (looking at names and metadata files only), or None."""
     p = Path(p)
+    from .open import detect_more
+
+    if detect_more(p):
+        return detect_more(p)
     if p.is_file():
         name = p.name.lower()
         if name.endswith(TIFF_SUFFIXES) or name.endswith(".ome.tif"):

@@ -16,9 +16,11 @@ import zarr
 from .volume import Volume, VolumeError, as_3d, estimate_window
 
 
-def _open(path: Path):
+def _open(path: Path, store=None):
     try:
-        return zarr.open(store=str(path), mode="r")
+        return zarr.open(store=str(path) if store is None else store, mode="r")
+    except VolumeError:  # a remote store's own error (io/remote.py) names the URL already
+        raise
     except Exception as exc:  # noqa: BLE001 - zarr raises many kinds
         raise VolumeError(f"{path}: not a readable zarr store ({type(exc).__name__}: {exc})") from exc
 
@@ -36,10 +38,10 @@ def _scale_of(dataset: dict, ndim: int) -> list | None:
     return None
 
 
-def open_zarr(path: Path, *, channel: int = 0) -> Volume:
-    """Open a zarr array, group or OME-Zarr pyramid lazily."""
-    path = Path(path)
-    node = _open(path)
+def open_zarr(path: Path, *, channel: int = 0, store=None) -> Volume:
+    """Open a zarr array, group or OME-Zarr pyramid lazily (``store``: a remote store, ``path`` its URL)."""
+    path = Path(path) if store is None else path
+    node = _open(path, store)
     axes = None
     voxel, unit = (1.0, 1.0, 1.0), "pixel"
     fmt = "zarr"
