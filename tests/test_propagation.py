@@ -175,7 +175,8 @@ def test_several_objects_share_slices_and_never_overwrite_each_other():
             return res
 
     labels, reports = run(overlap, [Seed(1, 10, points=[[20, 25]]), Seed(2, 10, points=[[48, 30]])],
-                          predictor=Bleeding(overlap), stop=StopRule(max_area_change=None))
+                          predictor=Bleeding(overlap), stop=StopRule(min_slice_iou=0.3, max_area_change=None),
+                          walk=BLIND)
     np.testing.assert_array_equal(labels == 2, gt == 2)  # the bar keeps every voxel
     lost = [r.overlap for r in reports if r.object_id == 1 and r.stopped is None]
     assert lost and all(v == 5 * 20 for v in lost)  # the bleed's rows 45..49 x 20 columns

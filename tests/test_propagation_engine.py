@@ -158,3 +158,13 @@ def test_bad_stop_rules_and_walk_type_are_refused():
         propagate(OracleEmbedder(gt), [Seed(1, 3, points=[[np.nan, 3]])], labels)
     assert not labels.any()
 
+
+
+def test_max_overruled_stops_a_walk_the_model_no_longer_backs():
+    gt = two_discs()
+    seeds = [Seed(1, 12, mask=gt[12] == 1), Seed(2, 12, mask=gt[12] == 2)]
+    labels, reports = run(gt, seeds, Adversary(gt), stop=StopRule(max_overruled=3), direction="up")
+    stops = [r for r in reports if r.stopped]
+    assert {(r.object_id, r.z) for r in stops} == {(1, 15), (2, 15)}
+    assert all("disagreed" in r.stopped for r in stops)
+    assert (labels[13:15] > 0).any() and not (labels[15:] > 0).any()

@@ -7,6 +7,7 @@ For every object walking onto slice ``z`` (``step_slice``):
    margin (``prior.MotionField``; one field shared by all objects when their boxes
    overlap much). The prior is the weighted vote of the warped memory (newest counts
    most; ``memory=1``: the last accepted mask warped).
+   With ``snap`` the prior is snapped to the image's edges nearby (``prior.snap``).
 2. **Prompts** come from the prior (``strategy``); with ``compete`` each object also
    gets a negative point on the nearest pixel of the other objects' priors.
 3. **Corridor.** The model's mask is cut to what the prior can reach (``corridor`` px
@@ -28,7 +29,7 @@ import dataclasses
 import numpy as np
 
 from .plan import check_number
-from .prior import MotionField, Track, corridor, grow_box, mask_box, touching, window
+from .prior import MotionField, Track, corridor, grow_box, mask_box, snap, touching, window
 from .stop import PropagationError
 
 PRIORS = ("flow", "copy")
@@ -47,18 +48,23 @@ class WalkConfig:
     compete : negative points on the other objects walking on the same slice
     flow_radius, flow_max_side, flow_warps, margin : optical flow window, resolution cap (longer
         side of the box, px), warp iterations, box margin (px)
+    snap : the prior snapped to the image's edges within this many px (a watershed of the
+        gradient; None: the warped mask as it is); snap_sigma: smoothing before the gradient
     adapt_steps : decoder fine-tuning steps on the anchors before walking (0: off)
+    adapt_lr : their learning rate
     """
 
     prior: str | None = "flow"
     memory: int = 1
-    accept: float = 0.8
+    accept: float = 0.85
     corridor: float | None = 3.0
     compete: bool = True
     flow_radius: int = 7
     flow_max_side: int = 512
     flow_warps: int = 3
     margin: int = 32
+    snap: float | None = 2.0
+    snap_sigma: float = 1.0
     adapt_steps: int = 0
     adapt_lr: float = 1e-4
 
@@ -74,6 +80,8 @@ class WalkConfig:
         check_number("flow_max_side", self.flow_max_side, lo=16, integer=True)
         check_number("flow_warps", self.flow_warps, lo=1, integer=True)
         check_number("margin", self.margin, lo=0, integer=True)
+        check_number("snap", self.snap, lo=0, allow_none=True)
+        check_number("snap_sigma", self.snap_sigma, lo=0)
         check_number("adapt_steps", self.adapt_steps, lo=0, integer=True)
         check_number("adapt_lr", self.adapt_lr, lo=0)
 
@@ -159,9 +167,10 @@ def vote(memory: list) -> np.ndarray:
 
 
 def remember(cfg: WalkConfig, memory: list, kept, source) -> list:
-    """The memory after a slice: where the prior was kept, its tracks go on unchanged (no
-    resampling); where the model's mask was, a new track starts from it."""
-    if source == "model":
+    """The memory after a slice: where the prior was kept as carried, its tracks go on
+    unchanged (no resampling); where the model's mask or the snapped prior was kept, a new
+    track starts from it."""
+    if source == "model" or (cfg.snap is not None and cfg.prior is not None):
         return (memory + [Track(kept)])[-cfg.memory:]
     return memory
 

@@ -57,6 +57,7 @@ class Walk:
     logits: object = None
     memory: list = dataclasses.field(default_factory=list)  # prior.Track of the masks the model gave (and the seed), newest last
     empty_run: int = 0
+    overruled_run: int = 0
     pending: list = dataclasses.field(default_factory=list)  # slices of an empty run, bridged by the prior
     active: bool = True
 

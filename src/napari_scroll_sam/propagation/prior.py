@@ -159,6 +159,28 @@ def signed_distance(mask, cap: float = 8.0) -> np.ndarray:
     return out
 
 
+def snap(sdf, image, box, reach: float = 2.0, sigma: float = 1.0) -> np.ndarray:
+    """The prior snapped to the image's edges: a watershed of the (Gaussian-smoothed) gradient
+    magnitude in ``box``, grown from the prior's core (distance > ``reach`` px inside, or half
+    the sheet's thickness for thin sheets) against its outside (> ``reach`` px out).
+    Only pixels within ``reach`` of the prior's boundary can change. Returns the mask (H, W)."""
+    from skimage.filters import sobel
+    from skimage.segmentation import watershed
+
+    y0, x0, y1, x1 = box
+    s = sdf[y0:y1, x0:x1]
+    out = sdf > 0
+    inside = s > min(reach, 0.5 * float(s.max()))
+    if not inside.any():
+        return out
+    markers = np.zeros(s.shape, np.int32)
+    markers[s < -reach] = 1
+    markers[inside] = 2
+    edges = sobel(ndimage.gaussian_filter(image, sigma) if sigma else image)
+    out[y0:y1, x0:x1] = watershed(edges, markers) == 2
+    return out
+
+
 def corridor(prior, reach: float) -> np.ndarray:
     """Pixels within ``reach`` px of the prior (a disc dilation)."""
     r = max(0, int(np.ceil(reach)))

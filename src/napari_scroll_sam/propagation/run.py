@@ -174,7 +174,11 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
     for w, f in zip(here, fields):
         w.memory = engine.carry(w.memory, f)
         sdf = engine.vote(w.memory)
-        priors.append((sdf > 0, f.displacement(w.mask), sdf))
+        if cfg.snap is not None and cfg.prior is not None:
+            prior = engine.snap(sdf, images.crop(z, f.box), f.box, cfg.snap, cfg.snap_sigma)
+        else:
+            prior = sdf > 0
+        priors.append((prior, f.displacement(w.mask), sdf))
     prompts = []
     for i, (w, (prior, _, _)) in enumerate(zip(here, priors)):
         try:
@@ -213,7 +217,8 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
                                        agreement=0.0))
             continue
         s_iou = engine.iou(kept, w.mask)
-        reason = stop.check(area, prev_area, piou, s_iou)
+        w.overruled_run = w.overruled_run + 1 if source == "prior" else 0
+        reason = stop.check(area, prev_area, piou, s_iou) or stop.overruled_fires(w.overruled_run)
         if reason:
             w.active, w.pending = False, []
             reports.append(SliceReport(z, w.object_id, area, float(piou), s_iou, step, reason, source=source,

@@ -25,6 +25,10 @@ class StopRule:
     max_empty : the model answers an empty mask on this many slices in a row. Slices of
         an empty run are filled from the motion prior when the object comes back (or the
         walk ends) before the rule fires, and left unwritten when it fires.
+    max_overruled : the model's answer disagrees with the motion prior (the prior is kept)
+        on this many slices in a row. Off by default: a weak model disagrees everywhere,
+        and the prior then carries the object; set it to stop where the model no longer
+        sees the object (a walk without z limits otherwise runs to the volume's end).
     stop_slices : slices the user marked: a walk stops before them
     """
 
@@ -33,6 +37,7 @@ class StopRule:
     max_area_change: float | None = 4.0
     max_empty: int | None = 3
     stop_slices: frozenset = frozenset()
+    max_overruled: int | None = None
 
     def __post_init__(self):
         for name in ("min_pred_iou", "min_slice_iou"):
@@ -42,19 +47,25 @@ class StopRule:
         a = self.max_area_change
         if a is not None and not (isinstance(a, (int, float)) and math.isfinite(a) and a >= 1):
             raise PropagationError(f"stop rule max_area_change={a} must be None or a factor >= 1")
-        e = self.max_empty
-        if e is not None and (isinstance(e, bool) or not isinstance(e, int) or e < 1):
-            raise PropagationError(f"stop rule max_empty={e} must be None or an integer >= 1")
+        for name in ("max_empty", "max_overruled"):
+            e = getattr(self, name)
+            if e is not None and (isinstance(e, bool) or not isinstance(e, int) or e < 1):
+                raise PropagationError(f"stop rule {name}={e} must be None or an integer >= 1")
         object.__setattr__(self, "stop_slices", frozenset(int(z) for z in self.stop_slices))
 
     @classmethod
     def off(cls) -> "StopRule":
         """No rule: every walk runs to its limits."""
-        return cls(None, None, None, None)
+        return cls(None, None, None, None, max_overruled=None)
 
     def empty_fires(self, run: int) -> str | None:
         if self.max_empty is not None and run >= self.max_empty:
             return f"empty mask on {run} slices in a row" if run > 1 else "empty mask"
+        return None
+
+    def overruled_fires(self, run: int) -> str | None:
+        if self.max_overruled is not None and run >= self.max_overruled:
+            return f"the model disagreed with the motion prior on {run} slices in a row"
         return None
 
     def check(self, area: int, prev_area: int, pred_iou: float, slice_iou: float) -> str | None:
