@@ -12,6 +12,10 @@ Prints one JSON document on stdout (progress on stderr). Per model, on the same 
   encoding ahead of the walk, cache writes, decoding, writing labels.
 * ``ours_warm``: ``propagate`` again on a new ``SliceEmbedder`` over the same cache folder: embeddings
   read from disk, the encoder is not called (checked).
+* ``ours_cold`` / ``ours_warm`` use the default walk (motion prior, corridor, snap);
+  ``*_prior_off`` the same with ``WalkConfig.blind()`` (the model's answers as they are).
+* ``walk_ms_per_slice_warm``: ms per slice of warm walks adding the pieces one at a time (flow
+  prior, corridor, snap, memory of 3): what each costs.
 * ``decoder_only_ms``: median per slice of ``Predictor.predict`` on embeddings already in memory
   (ours) and of ``SamPredictor.predict`` after ``set_image`` (naive; prompt making excluded).
 * ``masks``: mean areas and per-slice IoU of ours vs naive and warm vs cold (the cache holds float16,
@@ -40,10 +44,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_propagation import DATA, load  # noqa: E402  (also puts the source tree on the path if needed)
+from datasets import DATA, load_model as load  # noqa: E402  (also puts the source tree on the path if needed)
 from napari_scroll_sam.io.volume import Volume, open_volume  # noqa: E402
 from napari_scroll_sam.prompts import make_prompt  # noqa: E402
-from napari_scroll_sam.propagation import Seed, StopRule, propagate  # noqa: E402
+from napari_scroll_sam.propagation import Seed, StopRule, WalkConfig, propagate  # noqa: E402
 from napari_scroll_sam.sam.embeddings import SliceEmbedder  # noqa: E402
 from napari_scroll_sam.sam.predictor import Predictor  # noqa: E402
 from napari_scroll_sam.sam.tiling import Tiling  # noqa: E402
@@ -103,10 +107,11 @@ def timed(fn, dev, reps):
     return best, (r(util, 2) if dev.type == "cpu" else None), out
 
 
-def ours(model, vol, seed, strategy, cache, bs, stop):
+def ours(model, vol, seed, strategy, cache, bs, stop, walk=None):
     emb = SliceEmbedder(model, vol, cache=cache, tiling=WHOLE, batch_size=bs)
     labels = np.zeros(vol.shape, np.uint32)
-    reports = list(propagate(emb, [Seed(1, 0, mask=seed)], labels, strategy=strategy, stop=stop, direction="up"))
+    reports = list(propagate(emb, [Seed(1, 0, mask=seed)], labels, strategy=strategy, stop=stop, direction="up",
+                             walk=walk))
     emb.walked = sum(1 for x in reports if x.direction and not x.stopped)  # must be every slice but the seed's
     return labels == 1, emb
 
@@ -183,26 +188,36 @@ def bench_model(name, args, dev, vol, seed, rgbs):
     split = min(splits, key=lambda s: sum(map(sum, s.values())))  # the best rep's
     res["naive"] = {"seconds": r(t), "slices_per_s": r(n / t), "cpu_util": util, "peak_gib": mem,
                     **{f"{k}_s": r(sum(v)) for k, v in split.items()}}
-    caches = []
-
-    def cold():
-        caches.append(tempfile.TemporaryDirectory())
-        return ours(model, vol, seed, args.strategy, caches[-1].name, bs, stop)
-    (t, util, (omasks, emb)), mem = peak(lambda: timed(cold, dev, args.reps))
-    res["ours_cold"] = {"seconds": r(t), "slices_per_s": r(n / t), "cpu_util": util, "peak_gib": mem,
-                        "encoder_calls": emb.encoder_calls, "batch_size": emb.batch_size}
-    cache = caches[-1].name
-    (t, util, (wmasks, emb)), mem = peak(lambda: timed(lambda: ours(model, vol, seed, args.strategy, cache, bs,
-                                                                         stop), dev, args.reps))
-    if emb.encoder_calls or emb.walked != n:
-        raise AssertionError(f"warm run: {emb.encoder_calls} encoder calls (expected 0), {emb.walked} of {n} "
-                             f"slices walked (a stop rule fired?)")
-    res["ours_warm"] = {"seconds": r(t), "slices_per_s": r(n / t), "cpu_util": util, "peak_gib": mem,
-                        "encoder_calls": emb.encoder_calls}
+    caches, variants = [], {"": WalkConfig(), "_prior_off": WalkConfig.blind()}
+    for suffix, walk in variants.items():
+        def cold():
+            caches.append(tempfile.TemporaryDirectory())
+            return ours(model, vol, seed, args.strategy, caches[-1].name, bs, stop, walk)
+        (t, util, (omasks, emb)), mem = peak(lambda: timed(cold, dev, args.reps))
+        res["ours_cold" + suffix] = {"seconds": r(t), "slices_per_s": r(n / t), "cpu_util": util, "peak_gib": mem,
+                                     "encoder_calls": emb.encoder_calls, "batch_size": emb.batch_size}
+        cache = caches[-1].name
+        (t, util, (wmasks, emb)), mem = peak(lambda: timed(lambda: ours(model, vol, seed, args.strategy, cache, bs,
+                                                                             stop, walk), dev, args.reps))
+        if emb.encoder_calls or emb.walked != n:
+            raise AssertionError(f"warm run: {emb.encoder_calls} encoder calls (expected 0), {emb.walked} of {n} "
+                                 f"slices walked (a stop rule fired?)")
+        res["ours_warm" + suffix] = {"seconds": r(t), "slices_per_s": r(n / t), "cpu_util": util, "peak_gib": mem,
+                                     "encoder_calls": emb.encoder_calls}
+        res["speedup_cold_vs_naive" + suffix] = r(res["naive"]["seconds"] / res["ours_cold" + suffix]["seconds"], 3)
+        res["speedup_warm_vs_naive" + suffix] = r(res["naive"]["seconds"] / res["ours_warm" + suffix]["seconds"], 3)
+        if not suffix:
+            default_masks = (omasks, wmasks)
+    omasks, wmasks = default_masks
+    # what each piece of the walk costs per slice (warm cache: no encoder), added one at a time
+    parts = {"blind": WalkConfig.blind(), "flow": WalkConfig(snap=None, corridor=None, accept=0.0),
+             "flow+corridor": WalkConfig(snap=None), "flow+corridor+snap (default)": WalkConfig(),
+             "default+memory=3": WalkConfig(memory=3)}
+    res["walk_ms_per_slice_warm"] = {
+        k: r(1e3 * timed(lambda: ours(model, vol, seed, args.strategy, cache, bs, stop, w), dev, args.reps)[0] / n)
+        for k, w in parts.items()}
     res["decoder_only_ms"] = {"ours": r(decoder_only(model, emb, seed, args.strategy, dev, args.reps)),
                               "naive": r(1e3 * float(np.median([x for sp in splits for x in sp["predict"]])))}
-    res["speedup_cold_vs_naive"] = r(res["naive"]["seconds"] / res["ours_cold"]["seconds"], 3)
-    res["speedup_warm_vs_naive"] = r(res["naive"]["seconds"] / res["ours_warm"]["seconds"], 3)
     res["masks"] = {"mean_area_ours": r(float(omasks[1:].sum(axis=(1, 2)).mean())),
                     "mean_area_naive": r(float(nmasks[1:].sum(axis=(1, 2)).mean())),
                     "iou_ours_vs_naive": agreement(omasks[1:], nmasks[1:]),
@@ -210,7 +225,8 @@ def bench_model(name, args, dev, vol, seed, rgbs):
     for c in caches:
         c.cleanup()
     log(f"{name}: naive {res['naive']['slices_per_s']} slices/s, ours cold {res['ours_cold']['slices_per_s']}, "
-        f"warm {res['ours_warm']['slices_per_s']} (x{res['speedup_cold_vs_naive']} / x{res['speedup_warm_vs_naive']})")
+        f"warm {res['ours_warm']['slices_per_s']} (x{res['speedup_cold_vs_naive']} / x{res['speedup_warm_vs_naive']}); "
+        f"prior off x{res['speedup_cold_vs_naive_prior_off']} / x{res['speedup_warm_vs_naive_prior_off']}")
     return res
 
 

@@ -86,6 +86,20 @@ def link_objects(fg, min_overlap=0.2):
     return out
 
 
+def load_model(name, device="cpu"):
+    """``models.load_model``, except that Meta's weights not downloaded yet (no network here)
+    give the seeded random initialisation, with a warning (timings hold, masks mean nothing)."""
+    from napari_scroll_sam.sam import models
+
+    dev = models.resolve_device(device)
+    if name in models.WEIGHTS and not (models.cache_dir() / models.WEIGHTS[name].filename).is_file():
+        print(f"WARNING: {name} weights are not downloaded: random weights (seed {models.RANDOM_SEED}); "
+              f"the masks mean nothing", file=sys.stderr)
+        cfg = models.CONFIGS[name]
+        return models.SamModel(models._random_model(cfg).to(dev).eval(), cfg, dev, f"{name}:random", name)
+    return models.load_model(name, dev, progress=False)
+
+
 def _spread(cands, k):
     cands = sorted(cands)
     if len(cands) <= k:

@@ -4,7 +4,7 @@
 
 Data: the ISBI 2012 EM stack in ``../shared/data/isbi2012-em`` (exits with a message when absent).
 Labels are *instance* labels (``objects="instances"``): the 2D connected components of label 255 on
-each slice, given ids linked slice to slice by mutual largest overlap (``eval_propagation.link_objects``),
+each slice, given ids linked slice to slice by mutual largest overlap (``datasets.link_objects``),
 so one id is one component per slice (the same objects as ``"components"`` on the binary mask) and
 a 3D object through the stack. Training uses ``--train-slices`` (default 0-9), validation
 ``--val-slices`` (default 20-29): ``TrainingPair.slices`` = both, ``val_slices={0: val}``. To keep a
@@ -55,7 +55,7 @@ from napari_scroll_sam.io.volume import open_volume  # noqa: E402
 from napari_scroll_sam.training.data import TrainingPair  # noqa: E402
 from napari_scroll_sam.training.evaluate import STRATEGIES, evaluate_prompts, evaluate_propagation, table  # noqa: E402
 from napari_scroll_sam.training.trainer import EpochReport, StageReport, StepReport, TrainConfig, Trainer  # noqa: E402
-from eval_propagation import link_objects, load  # noqa: E402
+from datasets import link_objects, load_model as load  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2012-em"
 T0 = time.perf_counter()

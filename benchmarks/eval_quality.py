@@ -340,7 +340,7 @@ def main(argv=None):
     names = [n for n in args.data.split(",") if n]
     if args.quick:
         names = [n for n in names if n in ("isbi", "mri1", "scroll")]
-    model = models.load_model(args.model, models.resolve_device(args.device), progress=False)
+    model = datasets.load_model(args.model, args.device)
     result = {"model": models.model_summary(model), "args": {k: str(v) for k, v in vars(args).items()},
               "protocols": args.protocols, "methods": args.methods, "micro_sam": micro_sam_status() or "ran",
               "datasets": {}, "skipped": {}}

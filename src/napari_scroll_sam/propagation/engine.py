@@ -62,7 +62,7 @@ class WalkConfig:
     flow_radius: int = 7
     flow_max_side: int = 512
     flow_warps: int = 3
-    margin: int = 32
+    margin: int = 64
     snap: float | None = 2.0
     snap_sigma: float = 1.0
     adapt_steps: int = 0

@@ -42,6 +42,13 @@ def mask_box(mask) -> tuple | None:
     return int(ys[0]), int(xs[0]), int(ys[-1]), int(xs[-1])
 
 
+def _upsample(c, f, h, w):
+    """A field at 1/f (block centres) back to (h, w) pixel centres, linearly."""
+    yy = (np.arange(h) + 0.5) / f - 0.5
+    xx = (np.arange(w) + 0.5) / f - 0.5
+    return ndimage.map_coordinates(c, np.meshgrid(yy, xx, indexing="ij"), order=1, mode="nearest")
+
+
 @dataclasses.dataclass
 class MotionField:
     """Displacement (dy, dx) at each pixel of ``box`` of the next slice, pointing to where
@@ -58,11 +65,12 @@ class MotionField:
 
         h, w = prev.shape
         f = max(1, int(np.ceil(max(h, w) / max_side)))
-        if f > 1:
-            small = [ndimage.zoom(a, 1 / f, order=1, prefilter=False) for a in (prev, nxt)]
-            flow = optical_flow_ilk(small[1], small[0], radius=max(2, radius // f + 1), num_warp=num_warp)
-            flow = np.stack([ndimage.zoom(c, (h / c.shape[0], w / c.shape[1]), order=1, prefilter=False)
-                             for c in flow]) * f
+        if f > 1:  # block means (no aliasing), flow at 1/f, then back to full size
+            from skimage.transform import downscale_local_mean
+
+            small = [downscale_local_mean(a, (f, f)) for a in (prev, nxt)]
+            flow = optical_flow_ilk(small[1], small[0], radius=max(2, int(round(radius / f)) + 1), num_warp=num_warp)
+            flow = np.stack([_upsample(c, f, h, w) for c in flow]) * f
         else:
             flow = optical_flow_ilk(nxt, prev, radius=radius, num_warp=num_warp)
         return cls(tuple(box), flow.astype(np.float32), tuple(shape))
