@@ -60,8 +60,12 @@ def test_propagate_command_writes_labels_and_reports(tmp_path, capsys):
             "--cache", str(tmp_path / "cache"), "--min-pred-iou", "0", "--min-slice-iou", "0",
             "--max-area-change", "0", "--max-empty", "6", "--z-limits", "1", "6"]
     assert main(args) == 0
-    printed = capsys.readouterr().out.strip().splitlines()
-    assert printed[0] == "z,object,area,predicted_iou,slice_iou,direction,stopped"
+    captured = capsys.readouterr()
+    printed = captured.out.strip().splitlines()
+    assert printed[0] == "z,object,area,predicted_iou,slice_iou,direction,stopped,source"
+    assert {r.split(",")[-1] for r in printed[1:]} <= {"seed", "model", "prior", "empty", "bridged"}
+    summary = [line for line in captured.err.splitlines() if line.startswith("object ")]
+    assert [line.split(":")[0] for line in summary] == ["object 3", "object 4"]  # one line per object
     rows = [line.split(",") for line in printed[1:]]
     assert {(r[0], r[1], r[5]) for r in rows} >= {("2", "3", "0"), ("4", "4", "0")}  # both anchors
     assert {r[0] for r in rows} <= {"1", "2", "3", "4", "5"}  # z limits kept

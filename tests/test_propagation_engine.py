@@ -168,3 +168,17 @@ def test_max_overruled_stops_a_walk_the_model_no_longer_backs():
     assert {(r.object_id, r.z) for r in stops} == {(1, 15), (2, 15)}
     assert all("disagreed" in r.stopped for r in stops)
     assert (labels[13:15] > 0).any() and not (labels[15:] > 0).any()
+
+
+def test_summary_says_per_object_how_far_and_why():
+    from napari_scroll_sam.propagation import summarize, walk_summary
+
+    gt = two_discs()
+    _, reports = run(gt, [Seed(1, 12, mask=gt[12] == 1)], OraclePredictor(gt), stop=StopRule(max_empty=2),
+                     z_limits=(4, 24))
+    s = summarize(reports)[1]
+    assert s["slices"] == 20 and s["range"] == (4, 23)
+    assert s["stops"] == {"up": "reached the limit", "down": "reached the limit"}
+    assert s["sources"] == {"seed": 1, "model": 19}
+    assert walk_summary(reports) == ["object 1: 20 slices (slices 4..23); up: reached the limit; down: reached "
+                                     "the limit; masks from seed 1, model 19"]

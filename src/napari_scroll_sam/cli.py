@@ -155,6 +155,44 @@ def _read_prompts(path):
             for (o, z), e in sorted(rows.items())]
 
 
+def _walk_arguments(prop):
+    """The stop rules and walk options of ``propagate``; defaults are StopRule's / WalkConfig's
+    (calibrated on benchmarks/eval_quality.py). A rule given as 0 (or "none") is off."""
+    from .propagation import StopRule, WalkConfig
+
+    s, w = StopRule(), WalkConfig()
+    num = lambda v: None if str(v).lower() in ("none", "off", "0") else float(v)  # noqa: E731
+    cnt = lambda v: None if str(v).lower() in ("none", "off", "0") else int(v)  # noqa: E731
+    prop.add_argument("--min-pred-iou", type=num, default=s.min_pred_iou, help=f"(default {s.min_pred_iou}: off)")
+    prop.add_argument("--min-slice-iou", type=num, default=s.min_slice_iou, help=f"(default {s.min_slice_iou})")
+    prop.add_argument("--max-area-change", type=num, default=s.max_area_change, help="0 disables")
+    prop.add_argument("--max-empty", type=cnt, default=s.max_empty, help=f"(default {s.max_empty}; 0 disables)")
+    prop.add_argument("--max-overruled", type=cnt, default=s.max_overruled,
+                      help="stop after this many slices in a row where the model disagreed with the motion prior")
+    prop.add_argument("--prior", default=w.prior, choices=["flow", "copy", "none"],
+                      help="motion prior (none: the model's answers as they are)")
+    prop.add_argument("--memory", type=int, default=w.memory, help="masks the prior votes over")
+    prop.add_argument("--accept", type=float, default=w.accept,
+                      help="IoU with the prior from which the model's mask is kept")
+    prop.add_argument("--corridor", type=num, default=w.corridor, help="px beyond the measured motion (0: off)")
+    prop.add_argument("--snap", type=num, default=w.snap, help="snap the prior to image edges within px (0: off)")
+    prop.add_argument("--no-compete", action="store_true", help="no negative points on the other objects")
+    prop.add_argument("--adapt-steps", type=int, default=w.adapt_steps,
+                      help="decoder steps on the anchors before walking (0: off)")
+
+
+def _walk_from_args(args):
+    from .propagation import StopRule, WalkConfig
+
+    stop = StopRule(min_pred_iou=args.min_pred_iou, min_slice_iou=args.min_slice_iou,
+                    max_area_change=args.max_area_change, max_empty=args.max_empty,
+                    stop_slices=frozenset(args.stop_slices or ()), max_overruled=args.max_overruled)
+    walk = WalkConfig(prior=None if args.prior == "none" else args.prior, memory=args.memory, accept=args.accept,
+                      corridor=args.corridor, snap=args.snap, compete=not args.no_compete,
+                      adapt_steps=args.adapt_steps)
+    return stop, walk
+
+
 def cmd_propagate(args) -> int:
     import os
     import shutil
@@ -162,15 +200,13 @@ def cmd_propagate(args) -> int:
 
     from .io.volume import open_volume
     from .io.writer import WriteError
-    from .propagation import StopRule, propagate
+    from .propagation import propagate, walk_summary
     from .sam.embeddings import SliceEmbedder
     from .sam.models import load_model
 
     seeds = _read_prompts(args.prompts)
     vol = open_volume(args.volume, volume=args.volpkg_volume)
-    stop = StopRule(min_pred_iou=args.min_pred_iou, min_slice_iou=args.min_slice_iou,
-                    max_area_change=args.max_area_change or None, max_empty=args.max_empty,
-                    stop_slices=frozenset(args.stop_slices or ()))
+    stop, walk = _walk_from_args(args)
     out = Path(args.out)
     if not out.parent.is_dir():
         raise WriteError(f"{out}: folder {out.parent} does not exist")
@@ -182,15 +218,20 @@ def cmd_propagate(args) -> int:
                                chunks=(1, min(vol.shape[1], 1024), min(vol.shape[2], 1024)))
     try:
         gen = propagate(emb, seeds, labels, strategy=args.strategy, stop=stop, direction=args.direction,
-                        z_limits=tuple(args.z_limits) if args.z_limits else None)
+                        z_limits=tuple(args.z_limits) if args.z_limits else None, walk=walk)
     except Exception:
         shutil.rmtree(partial, ignore_errors=True)  # bad input: nothing is written
         raise
-    print("z,object,area,predicted_iou,slice_iou,direction,stopped")
+    print("z,object,area,predicted_iou,slice_iou,direction,stopped,source")
+    reports = []
     try:
         for r in gen:
+            reports.append(r)
             s_iou = "" if r.slice_iou is None else f"{r.slice_iou:.3f}"
-            print(f"{r.z},{r.object_id},{r.area},{r.iou:.3f},{s_iou},{r.direction},{r.stopped or ''}", flush=True)
+            print(f"{r.z},{r.object_id},{r.area},{r.iou:.3f},{s_iou},{r.direction},{r.stopped or ''},{r.source}",
+                  flush=True)
+        for line in walk_summary(reports):
+            print(line, file=sys.stderr)
     except KeyboardInterrupt:
         gen.close()
         print("cancelled: the slices done so far are kept", file=sys.stderr)
@@ -410,10 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("--strategy", default="box+farthest", help="prompt strategy (see napari_scroll_sam.prompts)")
     prop.add_argument("--direction", default="both", choices=["both", "up", "down"])
     prop.add_argument("--z-limits", type=int, nargs=2, metavar=("START", "STOP"))
-    prop.add_argument("--min-pred-iou", type=float, default=0.5)
-    prop.add_argument("--min-slice-iou", type=float, default=0.3)
-    prop.add_argument("--max-area-change", type=float, default=4.0, help="0 disables")
-    prop.add_argument("--max-empty", type=int, default=2)
+    _walk_arguments(prop)
     prop.add_argument("--stop-slices", type=int, nargs="*")
     prop.add_argument("--cache", default=None)
     prop.add_argument("--batch-size", type=int, default=None)

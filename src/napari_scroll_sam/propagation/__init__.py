@@ -9,5 +9,7 @@ from .engine import WalkConfig
 from .plan import Seed
 from .run import SliceReport, _write, propagate
 from .stop import PropagationError, StopRule
+from .summary import summarize, walk_summary
 
-__all__ = ["PropagationError", "Seed", "SliceReport", "StopRule", "WalkConfig", "propagate"]
+__all__ = ["PropagationError", "Seed", "SliceReport", "StopRule", "WalkConfig", "propagate", "summarize",
+           "walk_summary"]
