@@ -41,7 +41,8 @@ def run_demo(model, shape=(64, 256, 256), seed: int = 0, wrap: int | None = None
              wraps: int | None = 5) -> DemoResult:
     """Generate the phantom (``wraps`` turns of the sheet), prompt one wrap on the middle
     slice with one point, propagate both ways with points along the previous mask's
-    skeleton plus background points (thin curved sheets: a box would cover other wraps)."""
+    skeleton plus background points (thin curved sheets: a box would cover other wraps),
+    judged against the motion prior (``propagation.WalkConfig``'s defaults)."""
     from .sam.embeddings import SliceEmbedder
 
     image, sheets, ink = scroll_phantom(shape, seed=seed, wraps=wraps)
@@ -51,7 +52,7 @@ def run_demo(model, shape=(64, 256, 256), seed: int = 0, wrap: int | None = None
     wrap, point = choose_seed(gt_seed, wrap)
     emb = SliceEmbedder(model, vol, cache=cache)
     labels = np.zeros(shape, np.uint32)
-    stop = stop or StopRule(min_pred_iou=0.3, min_slice_iou=0.3, max_area_change=3.0)
+    stop = stop or StopRule()  # the calibrated defaults, with the default walk (motion prior, snap)
     reports = []
     for r in propagate(emb, [Seed(1, z0, points=[point])], labels, strategy=strategy, stop=stop):
         reports.append(r)

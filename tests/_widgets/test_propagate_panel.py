@@ -126,7 +126,7 @@ def test_anchor_propagates_both_ways_and_stops(setup, gt, oracle):
     assert stops == [(0, -1), (7, 1)]
     text = panel.status_label.text()
     assert "object 1: 5 slices propagated, 1 anchor kept" in text
-    assert "object 1 stopped at slice 7: empty mask" in text and "(going up)" in text
+    assert "up: empty mask (slice 7)" in text and "down: empty mask (slice 0)" in text
     assert panel.progress_bar.value() == panel.progress_bar.maximum() == 1 + 4 + 3
     book = masks.metadata[PROPAGATED][1]
     assert sorted(book) == [1, 2, 3, 5, 6]  # the slices it wrote (not the anchor)
@@ -154,7 +154,7 @@ def test_z_limits_direction_and_stop_slices(setup, gt, oracle):
     panel.stop_slices_edit.setText("2, 6")
     panel.propagate_button.click()
     assert slices_with(masks.data) == [3, 4, 5]
-    assert "object 1 stopped at slice 6: stop slice" in panel.status_label.text()
+    assert "stop slice (slice 6)" in panel.status_label.text()
 
 
 def test_cancel_keeps_the_slices_done(setup, gt, oracle):

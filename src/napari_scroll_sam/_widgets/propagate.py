@@ -3,9 +3,9 @@
 A thin face over ``propagation.propagate``; a script does the same with::
 
     seeds = [Seed(oid, z, mask=labels[z] == oid) for every slice z holding oid]
-    stop = StopRule(min_pred_iou, min_slice_iou, max_area_change or None, max_empty, stop_slices)
+    stop = StopRule(min_pred_iou, min_slice_iou, max_area_change, max_empty, stop_slices)  # None: a rule off
     for report in propagate(embedder, seeds, labels, strategy, stop, direction, (z0, z1 + 1),
-                            replace=True): ...
+                            replace=True, walk=WalkConfig(...)): ...  # motion prior, snap, adapt
 
 Seeds. For each chosen object id, every slice of the masks layer (within the z
 limits) where the id has voxels is an *anchor*: ``Seed(id, z, mask=labels[z] == id)``,
@@ -171,15 +171,29 @@ class PropagatePanel(QWidget):
         self.strategy_combo = QComboBox(toolTip="how a slice's mask prompts SAM on the next slice")
         self.strategy_combo.addItems(STRATEGIES)
         self.strategy_combo.setCurrentText("box+farthest")
-        self.min_pred_iou_spin = self._dspin(0.5, 0, 1, "stop when SAM's predicted IoU is below this (0: off)")
-        self.min_slice_iou_spin = self._dspin(0.3, 0, 1, "stop when the mask's IoU with the previous slice's "
-                                                         "mask is below this (0: off)")
-        self.max_area_spin = self._dspin(4.0, 0, 1e6, "stop when the area grows or shrinks by more than this "
-                                                      "factor (0: off)", step=0.5)
+        from ..propagation import StopRule, WalkConfig
+
+        rule0, walk0 = StopRule(), WalkConfig()  # the calibrated defaults (benchmarks/eval_quality.py)
+        self.min_pred_iou_spin = self._dspin(rule0.min_pred_iou or 0, 0, 1,
+                                             "stop when SAM's predicted IoU is below this (0: off)")
+        self.min_slice_iou_spin = self._dspin(rule0.min_slice_iou or 0, 0, 1, "stop when the mask's IoU with the "
+                                                                             "previous slice's mask is below this (0: off)")
+        self.max_area_spin = self._dspin(rule0.max_area_change or 0, 0, 1e6, "stop when the area grows or shrinks "
+                                                                             "by more than this factor (0: off)", step=0.5)
         self.max_area_spin.setSpecialValueText("off")
         self.max_empty_spin = QSpinBox(toolTip="stop after this many empty masks in a row")
         self.max_empty_spin.setRange(1, 10000)
-        self.max_empty_spin.setValue(2)
+        self.max_empty_spin.setValue(rule0.max_empty or 10000)
+        self.prior_check = QCheckBox("motion prior", checked=walk0.prior is not None,
+                                     toolTip="carry each mask by optical flow and keep SAM's answer only where it "
+                                             "agrees with it (off: SAM's answers as they are)")
+        self.accept_spin = self._dspin(walk0.accept, 0, 1, "keep SAM's mask when its IoU with the motion prior is "
+                                                           "at least this; else keep the prior")
+        self.snap_check = QCheckBox("snap to edges", checked=walk0.snap is not None,
+                                    toolTip=f"snap the prior to the image's edges within {walk0.snap or 2:g} px")
+        self.adapt_check = QCheckBox("adapt on anchors", checked=False,
+                                     toolTip="first tune SAM's decoder for 60 steps on the anchor slices "
+                                             "(seconds; the loaded model is not changed)")
         self.direction_combo = QComboBox(toolTip="outwards from the anchors: both ways, up (increasing z) or "
                                                  "down; gaps between anchors are always filled")
         self.direction_combo.addItems(DIRECTIONS)
@@ -226,6 +240,14 @@ class PropagatePanel(QWidget):
         rule.setColumnStretch(3, 1)
         form.addRow(QLabel("Stop a walk when"))
         form.addRow(rule)
+        walk = QGridLayout()
+        walk.setContentsMargins(0, 0, 0, 0)
+        walk.addWidget(self.prior_check, 0, 0)
+        walk.addWidget(QLabel("accept IoU", toolTip=self.accept_spin.toolTip()), 0, 1)
+        walk.addWidget(self.accept_spin, 0, 2)
+        walk.addWidget(self.snap_check, 1, 0)
+        walk.addWidget(self.adapt_check, 1, 1, 1, 2)
+        form.addRow(walk)
         form.addRow("Direction", self.direction_combo)
         zrow = QHBoxLayout()
         zrow.addWidget(self.z_from_spin, 1)
@@ -293,6 +315,15 @@ class PropagatePanel(QWidget):
                         max_area_change=area if area > 0 else None, max_empty=self.max_empty_spin.value(),
                         stop_slices=stops)
 
+    def walk_config(self):
+        """The ``WalkConfig`` of the controls."""
+        from ..propagation import WalkConfig
+
+        if not self.prior_check.isChecked():
+            return WalkConfig.blind(adapt_steps=60 if self.adapt_check.isChecked() else 0)
+        return WalkConfig(accept=self.accept_spin.value(), snap=WalkConfig().snap if self.snap_check.isChecked()
+                          else None, adapt_steps=60 if self.adapt_check.isChecked() else 0)
+
     def z_limits(self) -> tuple[int, int]:
         """(start, stop) for ``propagate`` (stop exclusive)."""
         lo, hi = self.z_from_spin.value(), self.z_to_spin.value()
@@ -351,7 +382,7 @@ class PropagatePanel(QWidget):
         return {"volume": vol, "mode": seg.mode_selector.mode(), "key": seg._wanted_model_key(), "masks": masks,
                 "labels": masks.data, "ids": ids, "prompt_seed": prompt_seed, "stop": stop, "z_limits": (lo, hi),
                 "strategy": self.strategy_combo.currentText(), "direction": self.direction_combo.currentText(),
-                "redo": self.replace_check.isChecked(),
+                "redo": self.replace_check.isChecked(), "walk": self.walk_config(),
                 "propagated": {int(k): dict(v) for k, v in masks.metadata.get(PROPAGATED, {}).items()}}
 
     # --- run ------------------------------------------------------------------------------------------
@@ -433,7 +464,7 @@ class PropagatePanel(QWidget):
         labels = p["labels"]
         # replace=True: the anchors hold their ids already and are rewritten as drawn
         reports = propagate(emb, plan.seeds, labels, p["strategy"], stop=p["stop"], direction=p["direction"],
-                            z_limits=p["z_limits"], replace=True)
+                            z_limits=p["z_limits"], replace=True, walk=p["walk"])
         for oid, zs in plan.cleared.items():  # "redo": after the checks, before the walks
             for z in zs:
                 sl = np.asarray(labels[z])
@@ -562,10 +593,12 @@ class PropagatePanel(QWidget):
         lines = [f"{head}object{'s' if len(objects) > 1 else ''} {', '.join(map(str, objects))}: {written} slice"
                  f"{'s' if written != 1 else ''} propagated, {anchors} anchor{'s' if anchors != 1 else ''} kept"
                  + (" (the slices done stay written)" if cancelled else "")]
-        stops = [r for r in reps if r.stopped]
-        lines += [self._describe(r) for r in stops[:6]]
-        if len(stops) > 6:
-            lines.append(f"… and {len(stops) - 6} more stops")
+        from ..propagation import walk_summary
+
+        per_object = walk_summary(reps)
+        lines += per_object[:6]
+        if len(per_object) > 6:
+            lines.append(f"… and {len(per_object) - 6} more objects")
         return "\n".join(lines)
 
     # --- 3D ---------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ class StopRule:
     """
 
     min_pred_iou: float | None = None
-    min_slice_iou: float | None = 0.2
+    min_slice_iou: float | None = 0.1
     max_area_change: float | None = 4.0
     max_empty: int | None = 3
     stop_slices: frozenset = frozenset()
