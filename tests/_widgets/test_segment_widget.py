@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_scroll_sam._widgets import segment as segment_module
+from napari_scroll_sam import layers as layers_module
 from napari_scroll_sam._widgets.segment import BOXES_SUFFIX, MASKS_SUFFIX, PROMPTS_SUFFIX, SegmentWidget
 from napari_scroll_sam.io.phantom import scroll_phantom
 from napari_scroll_sam.io.volume import Volume
@@ -239,7 +239,7 @@ def test_checkpoint_file_loads(setup, model, image, tmp_path):
 
 
 def test_large_volume_masks_are_zarr(setup, model, image, monkeypatch):
-    monkeypatch.setattr(segment_module, "NUMPY_LABELS_MAX_VOXELS", 0)
+    monkeypatch.setattr(layers_module, "NUMPY_LABELS_MAX_VOXELS", 0)
     viewer, w = setup
     w.prompt_button.click()
     points, _, masks = w.prompt_layers()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 from napari.layers import Image, Labels, Points, Shapes
 from qtpy.QtCore import Qt, Signal
@@ -35,7 +34,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..io.volume import Volume
+from ..layers import model_choices, new_labels, prompts_in_image, volume_from_layer
 from ..sam.layer_prompts import on_slice, paste_mask, prompts_on_slice
 from ._workers import Job
 from ._layers import refill_combo, volume_image_names
@@ -43,13 +42,9 @@ from ._errors import call_or_show, show_widget_error
 from .propagate import PropagatePanel
 from .sampling import ModeSelector
 
-MODEL_NAMES = ("vit_b", "vit_l", "vit_h", "small")
 PROMPTS_SUFFIX, BOXES_SUFFIX, MASKS_SUFFIX = " prompts", " boxes", " masks"
 #: ``layer.metadata[ROLE]`` marks the layers this widget made: ``{"role": …, "image": name}``
 ROLE = "scroll_sam"
-#: masks layers up to this many voxels are numpy arrays (allocated lazily by the OS, pages
-#: touched when written); larger ones are in-memory zarr arrays holding only written chunks
-NUMPY_LABELS_MAX_VOXELS = 1 << 30
 POSITIVE_COLOR, NEGATIVE_COLOR = "#20d020", "#ff3030"
 MAX_OBJECT_ID = 2**31 - 1
 
@@ -142,7 +137,7 @@ class SegmentWidget(QWidget):
 
         self.image_combo = QComboBox(toolTip="the image layer to segment")
         self.model_combo = QComboBox(editable=True, toolTip="a SAM by name, or the path of a checkpoint file")
-        self.model_combo.addItems(MODEL_NAMES)
+        self.model_combo.addItems(model_choices())  # the built-in small first unless vit_b is cached
         self.model_combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.checkpoint_button = QPushButton("Checkpoint…", toolTip="load a (fine-tuned) checkpoint file")
         self.device_combo = QComboBox(toolTip="where SAM runs")
@@ -251,25 +246,10 @@ class SegmentWidget(QWidget):
         name = self.image_combo.currentText()
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
-    def volume(self) -> Volume | None:
-        """The image layer's ``metadata["volume"]``, else its data wrapped as a ``Volume``
-        (window: the layer's contrast limits). Kept while data and window stay."""
+    def volume(self):
+        """The image layer as a ``Volume`` (``layers.volume_from_layer``), or None."""
         layer = self.layer
-        if layer is None:
-            return None
-        vol = layer.metadata.get("volume")
-        if isinstance(vol, Volume):
-            return vol
-        key = (id(layer.data), tuple(float(c) for c in layer.contrast_limits))
-        cached = self._volumes.get(id(layer))
-        if cached is None or cached[0] != key:
-            levels = list(layer.data) if layer.multiscale else [layer.data]
-            # numpy data is wrapped by da.asarray, named by a hash of its content: the
-            # embedding cache finds the same slices again in the next session
-            levels = [a if isinstance(a, da.Array) else da.asarray(a) for a in levels]
-            cached = (key, Volume(levels=levels, contrast_limits=key[1], name=layer.name))
-            self._volumes[id(layer)] = cached
-        return cached[1]
+        return None if layer is None else volume_from_layer(layer)
 
     def current_z(self) -> int | None:
         """The viewer's current slice (``dims``) in the image's data z, or None outside it."""
@@ -412,15 +392,7 @@ class SegmentWidget(QWidget):
         return self.points_layer(), self.boxes_layer(), self.masks_layer()
 
     def _add_masks_layer(self, layer, vol) -> Labels:
-        shape = tuple(vol.shape)
-        if int(np.prod(shape)) <= NUMPY_LABELS_MAX_VOXELS:
-            data = np.zeros(shape, np.uint32)  # calloc: pages are allocated when written
-        else:
-            import zarr
-
-            chunks = (1, min(shape[1], 1024), min(shape[2], 1024))
-            data = zarr.create_array(store=zarr.storage.MemoryStore(), shape=shape, chunks=chunks,
-                                     dtype="uint32", fill_value=0, config={"write_empty_chunks": False})
+        data = new_labels(vol.shape)
         masks = self.viewer.add_labels(data, name=layer.name + MASKS_SUFFIX, opacity=0.5,
                                        metadata={ROLE: {"role": "masks", "image": layer.name}},
                                        **self._geometry(layer))
@@ -448,27 +420,7 @@ class SegmentWidget(QWidget):
 
     def _prompts_in_image(self, z_world):
         """Points (M, 3), positive (M,), boxes [(4, 3)…] in the image's data coordinates."""
-        layer = self.layer
-
-        def to_image(src, coords):
-            out = []
-            for c in np.asarray(coords, float):
-                w = np.asarray(src.data_to_world(c), float)
-                if len(w) < layer.ndim:  # a 2D prompt layer: on the current slice
-                    w = np.concatenate([np.full(layer.ndim - len(w), z_world), w])
-                out.append(layer.world_to_data(w)[-3:])
-            return np.asarray(out, float).reshape(-1, 3)
-
-        points, boxes = self.points_layer(), self.boxes_layer()
-        pts, pos = np.zeros((0, 3)), np.zeros(0, bool)
-        if points is not None and len(points.data):
-            pts = to_image(points, points.data)
-            pos = (np.asarray(points.features["positive"], bool) if "positive" in points.features
-                   else np.ones(len(pts), bool))
-        rects = []
-        if boxes is not None:
-            rects = [to_image(boxes, d) for d, t in zip(boxes.data, boxes.shape_type) if t == "rectangle"]
-        return pts, pos, rects
+        return prompts_in_image(self.layer, self.points_layer(), self.boxes_layer(), z_world)
 
     def clear_slice_prompts(self) -> None:
         """Remove the points and boxes that lie on the current slice."""

@@ -22,7 +22,6 @@ import math
 import re
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 from napari.layers import Image, Labels
 from qtpy.QtCore import QPointF, QRectF, Qt, QTimer, Signal
@@ -32,13 +31,12 @@ from qtpy.QtWidgets import (
     QLineEdit, QListWidget, QProgressBar, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from ..io.volume import Volume
+from ..layers import default_train_dir, model_choices, training_pairs
 from ._workers import Job
 from ._layers import refill_combo, volume_image_names
 from ._errors import call_or_show, show_widget_error
 from .sampling import ModeSelector
 
-MODEL_NAMES = ("vit_b", "vit_l", "vit_h", "small")
 FREEZE_CHOICES = ("encoder", "none", "last:1", "last:2", "last:4")
 FREEZE_HELP = {"encoder": "image and prompt encoders frozen: only the mask decoder learns (fast: cached "
                           "embeddings)",
@@ -419,7 +417,7 @@ class TrainWidget(QWidget):
         # model
         self.model_combo = QComboBox(editable=True, toolTip="the model to start from: a SAM by name or a "
                                                             "checkpoint file (e.g. an earlier best.pt)")
-        self.model_combo.addItems(MODEL_NAMES)
+        self.model_combo.addItems(model_choices())  # the built-in small first unless vit_b is cached
         self.model_combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.checkpoint_button = QPushButton("Checkpoint…", toolTip="start from a checkpoint file")
         self.device_combo = QComboBox(toolTip="where training runs")
@@ -446,7 +444,7 @@ class TrainWidget(QWidget):
         self.patience_spin.setRange(0, 100_000)
         self.patience_spin.setValue(defaults.patience)
         self.mode_selector = ModeSelector()
-        self.out_edit = QLineEdit(placeholderText="folder for best.pt and last.pt",
+        self.out_edit = QLineEdit(placeholderText="default: <cache>/checkpoints/<image>-<time>",
                                   toolTip="best.pt (best validation score) and last.pt (each epoch) are written "
                                           "here, replacing earlier ones")
         self.browse_button = QPushButton("Browse…")
@@ -633,17 +631,12 @@ class TrainWidget(QWidget):
                                 if self.image_combo.currentText() and self.labels_combo.currentText() else [])
         if not pairs:
             raise ValueError("no training data: choose an image and its labels layer (Add pair for more than one)")
-        specs = []
-        for image, labels, objects in pairs:
-            img, lab = self._layer(image, Image, "image"), self._layer(labels, Labels, "labels")
-            specs.append({"volume": img.metadata.get("volume"), "data": img.data, "multiscale": img.multiscale,
-                          "window": tuple(float(c) for c in img.contrast_limits), "name": img.name,
-                          "labels": lab.data[0] if lab.multiscale else lab.data, "objects": objects})
+        layers = [(self._layer(image, Image, "image"), self._layer(labels, Labels, "labels"), objects)
+                  for image, labels, objects in pairs]
+        specs = training_pairs(layers)
         cfg = self.config()
         val = parse_slices(self.val_slices_edit.text())
-        out = self.out_edit.text().strip()
-        if not out:
-            raise ValueError("choose an output folder for the checkpoints (Browse…)")
+        out = self.out_edit.text().strip() or str(default_train_dir(pairs[0][0]))
         key = self._wanted_model_key()
         if not key[0]:
             from ..sam.models import ModelError
@@ -680,7 +673,6 @@ class TrainWidget(QWidget):
         self._job.start()
 
     def _job_gen(self, p):
-        from ..training.data import TrainingPair
         from ..training.trainer import Trainer
 
         model = p["model"]
@@ -693,15 +685,7 @@ class TrainWidget(QWidget):
         else:
             model = copy.deepcopy(model)  # training changes the weights in place
         yield "checking the training data…"
-        pairs = []
-        for s in p["specs"]:
-            vol = s["volume"]
-            if not isinstance(vol, Volume):
-                levels = list(s["data"]) if s["multiscale"] else [s["data"]]
-                # dask arrays named by a hash of the content, as in Segment: the same embedding cache
-                levels = [a if isinstance(a, da.Array) else da.asarray(a) for a in levels]
-                vol = Volume(levels=levels, contrast_limits=s["window"], name=s["name"])
-            pairs.append(TrainingPair(vol, s["labels"], name=s["name"], objects=s["objects"]))
+        pairs = p["specs"]
         out = p["out"]
         made = [d for d in (out, *out.parents) if not d.exists()]
         try:
