@@ -40,6 +40,7 @@ class Step:
     what: str
     saved: list = dataclasses.field(default_factory=list)  # [(array, z, old slice)]
     prompts: dict | None = None  # the per-object prompts before the step, when it changed them
+    extra: dict = dataclasses.field(default_factory=dict)  # the caller's notes (e.g. which object was current)
     _seen: set = dataclasses.field(default_factory=set, repr=False)
 
     def save(self, array, z: int) -> None:
