@@ -213,6 +213,24 @@ def seeds_from_labels(labels, object_id: int, lo: int = 0, hi: int | None = None
             for z in object_slices(labels, object_id, lo, hi)]
 
 
+def parse_slices(text: str, what: str = "validation slices") -> list[int] | None:
+    """``"3, 7 10-12"`` → ``[3, 7, 10, 11, 12]`` (ranges inclusive, sorted, unique); empty
+    text → None; ``LayerError`` naming ``what`` on anything else."""
+    text = text.strip()
+    if not text:
+        return None
+    out: set[int] = set()
+    for part in (p for p in re.split(r"[,;\s]+", text) if p):
+        m = re.fullmatch(r"(\d+)(?:\s*[-:]\s*(\d+))?", part)
+        if m is None:
+            raise LayerError(f"{what}: {part!r} is not a slice number or a range like 10-12")
+        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
+        if b < a:
+            raise LayerError(f"{what}: the range {part!r} runs backwards")
+        out.update(range(a, b + 1))
+    return sorted(out)
+
+
 # --- layer pairs → training pairs ----------------------------------------------------------------
 
 
@@ -231,4 +249,4 @@ def training_pairs(pairs) -> list:
 __all__ = ["LayerError", "BUILTIN_MODEL", "META_MODELS", "NUMPY_LABELS_MAX_VOXELS", "cache_root", "weights_cached",
            "default_model_name", "model_choices", "default_train_dir", "volume_from_layer", "layer_kwargs",
            "new_labels", "prompts_in_image", "seed_from_prompts", "object_slices", "seeds_from_labels",
-           "training_pairs"]
+           "training_pairs", "parse_slices"]

@@ -7,7 +7,6 @@ current slice as an RGB layer, and which slices ``mode.slices(volume)`` passes.
 
 from __future__ import annotations
 
-import dask.array as da
 from napari.layers import Image, Labels
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
@@ -23,6 +22,7 @@ from ..sampling import MODES, Filtered, make_mode, sample_image
 INT_MAX = 1_000_000
 NO_ARRAY = "(none)"
 PREVIEW_SUFFIX = " [sampling preview]"
+PREVIEW_OPACITY = 0.6
 FIRST_FEW = 8
 
 
@@ -322,11 +322,11 @@ class SamplingWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.preview_layer: Image | None = None
-        self._volumes: dict = {}
         self.image_combo = QComboBox(toolTip="the image layer to sample")
         self.selector = ModeSelector()
         self.live_check = QCheckBox("Live preview", checked=True,
-                                    toolTip="show what SAM sees on the current slice, as an RGB layer")
+                                    toolTip="show what SAM sees on the current slice, as a semi-transparent RGB layer over the "
+                                            "image (off: the layer goes)")
         self.preview_button = QPushButton("Preview")
         self.channels_label = QLabel()
         self.compute_button = QPushButton("Compute", toolTip="read the volume to find the slices that pass")
@@ -357,7 +357,7 @@ class SamplingWidget(QWidget):
         self._timer.timeout.connect(self.update_preview)
         self.image_combo.currentIndexChanged.connect(self._on_image)
         self.selector.changed.connect(self._on_mode)
-        self.live_check.toggled.connect(lambda on: on and self._schedule())
+        self.live_check.toggled.connect(lambda on: self._schedule() if on else self.remove_preview())
         self.preview_button.clicked.connect(self.update_preview)
         self.compute_button.clicked.connect(lambda: self.update_slices(compute=True))
         self.slices_list.itemClicked.connect(lambda item: self.go_to(int(item.text().split()[-1])))
@@ -376,23 +376,10 @@ class SamplingWidget(QWidget):
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
     def volume(self) -> Volume | None:
-        """The chosen layer's ``metadata["volume"]``, else its data wrapped (window: the layer's)."""
-        layer = self.layer
-        if layer is None:
-            return None
-        vol = layer.metadata.get("volume")
-        if isinstance(vol, Volume):
-            return vol
-        data = list(layer.data) if layer.multiscale else [layer.data]
-        key = (id(layer.data), tuple(layer.contrast_limits))
-        cached = self._volumes.get(id(layer))
-        if cached is None or cached[0] != key:
-            # name=False: no hashing of in-memory data; the Volume is kept while data and window stay
-            levels = [a if isinstance(a, da.Array) else da.from_array(a, chunks=(1, -1, -1), name=False)
-                      for a in data]
-            cached = (key, Volume(levels=levels, contrast_limits=layer.contrast_limits, name=layer.name))
-            self._volumes[id(layer)] = cached
-        return cached[1]
+        """The chosen layer as a Volume (``layers.volume_from_layer``), or None."""
+        from ..layers import volume_from_layer
+
+        return None if self.layer is None else volume_from_layer(self.layer)
 
     def current_z(self) -> int | None:
         """The viewer's current slice in the layer's voxels (``dims.current_step[0]`` for a plain layer)."""
@@ -435,15 +422,26 @@ class SamplingWidget(QWidget):
                 self.viewer.layers.remove(pl)
             pl = None
         if pl is None:
+            # semi-transparent, over the image it previews; removed when Live preview is off
             pl = self.viewer.add_image(
                 rgb, rgb=True, name=name, scale=tuple(layer.scale[-2:]), translate=tuple(layer.translate[-2:]),
-                metadata={"sampling_preview": layer.name})
+                opacity=PREVIEW_OPACITY, blending="translucent_no_depth", metadata={"sampling_preview": layer.name})
             self.preview_layer = pl
             # keep the image layer selected (adding a layer selects it)
             self.viewer.layers.selection.active = layer
         else:
             pl.data = rgb
         pl.metadata.update(z=z, mode=mode.key())
+
+    def remove_preview(self) -> None:
+        """Take the preview layer out of the viewer (Live preview off, or the widget closed)."""
+        pl, self.preview_layer = self.preview_layer, None
+        if pl is not None and pl in self.viewer.layers:
+            self.viewer.layers.remove(pl)
+
+    def closeEvent(self, event):  # noqa: N802 - Qt
+        self.remove_preview()
+        super().closeEvent(event)
 
     def update_slices(self, compute: bool = False) -> None:
         """Which slices pass: directly when that needs no reading, else on ``compute``."""
