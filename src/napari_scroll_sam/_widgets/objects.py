@@ -41,7 +41,7 @@ class ObjectsPanel(QWidget):
         self.segment_button = button("Segment slice", "segment", "SAM on the current slice from its prompts, into "
                                                                  "the current object")
         self.volume_button = button("Segment volume", "volume", "carry the current object through the volume "
-                                                                "(propagation, default settings)")
+                                                                "(the Propagate section's settings)")
         self.commit_button = button("Commit", "commit", "move the current object into the masks layer (other "
                                                         "objects' voxels kept unless 'overwrite') and go to the "
                                                         "next object")
@@ -190,15 +190,18 @@ class ObjectsPanel(QWidget):
             seg.add_prompt_layers()
             pts, pos, rects = seg._prompts_in_image(seg._z_world())
             seed = seed_from_prompts(oid, z, pts, pos, rects, vol.shape)
+        panel = seg.propagate_panel  # its settings (defaults unless changed in the Propagate section)
+        options = {"strategy": panel.strategy_combo.currentText(), "stop": panel.stop_rule(),
+                   "direction": panel.direction_combo.currentText(), "z_limits": panel.z_limits()}
         return {"session": s, "volume": vol, "mode": seg.mode_selector.mode(), "key": seg._wanted_model_key(),
-                "object_id": oid, "seed": seed}
+                "object_id": oid, "seed": seed, "options": options}
 
     def _gen(self, p):
         from ..sam.embeddings import SliceEmbedder
 
         model = yield from self.seg._model_job_part(p["key"])
         emb = SliceEmbedder(model, p["volume"], p["mode"])  # its own: shares the disk cache
-        yield from p["session"].propagate(emb, p["object_id"], p["seed"])
+        yield from p["session"].propagate(emb, p["object_id"], p["seed"], **p["options"])
 
     def _on_item(self, item):
         from ..propagation import SliceReport
