@@ -12,7 +12,7 @@ from ..layers import new_labels
 
 PROMPTS_SUFFIX, BOXES_SUFFIX, MASKS_SUFFIX, SCRATCH_SUFFIX = " prompts", " boxes", " masks", " current object"
 ROLE = "scroll_sam"
-POSITIVE_COLOR, NEGATIVE_COLOR = "#20d020", "#ff3030"
+POSITIVE_COLOR, NEGATIVE_COLOR, SCRATCH_COLOR = "#20d020", "#ff3030", "#ffd400"
 KINDS = {"prompts": (Points, PROMPTS_SUFFIX), "boxes": (Shapes, BOXES_SUFFIX), "masks": (Labels, MASKS_SUFFIX),
          "scratch": (Labels, SCRATCH_SUFFIX)}
 
@@ -37,9 +37,14 @@ def geometry(image) -> dict:
 def add_labels(viewer, image, vol, role: str) -> Labels:
     """The masks (committed objects) or the scratch object layer, made for ``image``."""
     tag = {ROLE: {"role": role, "image": image.name}}
-    kw = dict(opacity=0.5) if role == "masks" else dict(opacity=0.8, blending="translucent_no_depth")
-    return viewer.add_labels(new_labels(vol.shape), name=image.name + KINDS[role][1], metadata=tag,
-                             **kw, **geometry(image))
+    kw = dict(opacity=0.5) if role == "masks" else dict(opacity=0.7, blending="translucent_no_depth")
+    layer = viewer.add_labels(new_labels(vol.shape), name=image.name + KINDS[role][1], metadata=tag,
+                              **kw, **geometry(image))
+    if role == "scratch":  # one bright colour, whatever the id: the object being worked on
+        from napari.utils.colormaps import DirectLabelColormap
+
+        layer.colormap = DirectLabelColormap(color_dict={None: SCRATCH_COLOR, 0: "transparent"})
+    return layer
 
 
 def add_prompts(viewer, image, vol, positive: bool):

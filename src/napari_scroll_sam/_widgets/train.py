@@ -512,8 +512,10 @@ class TrainWidget(QWidget):
                 seg.mode_selector.set_mode(mode)
             except Exception as e:  # noqa: BLE001 - the checkpoint is set; the mode is a courtesy
                 self._show_error(f"the Segment widget could not take the sampling mode: {e}")
+        from qtpy.QtWidgets import QDockWidget
+
         dock = seg.parent()
-        while dock is not None and not hasattr(dock, "raise_"):
+        while dock is not None and not isinstance(dock, QDockWidget):
             dock = dock.parent()
         if dock is not None:
             dock.show()
