@@ -98,3 +98,21 @@ def put_prompts(points, boxes, state) -> None:
             boxes.remove_selected()
         if state is not None and state["boxes"]:
             boxes.add_rectangles(state["boxes"])
+
+
+def clear_on_slice(points, boxes, pts, pos, rects, z: int) -> None:
+    """Remove the points and rectangles lying on slice ``z`` (``pts`` / ``rects``: the layers'
+    contents in the image's data coordinates, as ``layers.prompts_in_image`` gives them)."""
+    from ..sam.layer_prompts import on_slice
+
+    if points is not None and len(pts):
+        drop = np.flatnonzero(on_slice(pts[:, 0], z))
+        if len(drop):
+            points.selected_data = set(drop.tolist())
+            points.remove_selected()
+    if boxes is not None:
+        idx = [i for i, t in enumerate(boxes.shape_type) if t == "rectangle"]
+        drop = [i for i, r in zip(idx, rects) if np.all(on_slice(r[:, 0], z))]
+        if drop:
+            boxes.selected_data = set(drop)
+            boxes.remove_selected()

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 from qtpy.QtWidgets import QGridLayout, QPushButton, QWidget
 
 from ..annotate import ObjectSession
 from . import _prompt_layers as PL
+from ._layers import MAX_OBJECT_ID
 from ._workers import Job
 
 KEYS = {"segment": "S", "volume": "Shift-S", "commit": "C", "clear": "Shift-C", "next": "N", "undo": "Control-Z"}
@@ -34,6 +34,7 @@ class ObjectsPanel(QWidget):
         self._bound: list = []
         self._last_refresh = 0.0
         self.reports: list = []
+        self._current_id, self._switching = 1, False
 
         def button(text, key, tip):
             return QPushButton(text, toolTip=f"{tip} [{KEYS[key].replace('-', '+')}]")
@@ -123,7 +124,7 @@ class ObjectsPanel(QWidget):
         s._undo[-1].extra = {"object_id": oid, "prompts": state}
         self.refresh()
         others = f"; {res.kept_for_others} px kept for other objects" if res.kept_for_others else ""
-        seg._switch_object(s.next_id(oid), keep=False)
+        self.switch_object(s.next_id(oid), keep=False)
         seg.status_label.setText(f"committed object {oid}: {res.voxels} px on {len(res.slices)} slice(s){others}; "
                                  f"now object {seg.object_id.value()}")
         return res
@@ -142,7 +143,7 @@ class ObjectsPanel(QWidget):
         if s.scratch_slices():
             self.commit()
         else:
-            seg._switch_object(s.next_id(seg.object_id.value()), keep=True)
+            self.switch_object(s.next_id(seg.object_id.value()), keep=True)
             seg.status_label.setText(f"now object {seg.object_id.value()}")
 
     def undo(self):
@@ -153,12 +154,39 @@ class ObjectsPanel(QWidget):
             seg.status_label.setText("nothing to undo")
             return None
         if "object_id" in step.extra:  # a commit: back to that object
-            seg._switch_object(step.extra["object_id"], keep=False)
+            self.switch_object(step.extra["object_id"], keep=False)
         if "prompts" in step.extra:  # a commit or a clear: with its prompts
             PL.put_prompts(seg.points_layer(), seg.boxes_layer(), step.extra["prompts"])
         self.refresh()
         seg.status_label.setText(f"undid {step.what} ({len(step.slices)} slice(s))")
         return step
+
+    def switch_object(self, oid: int, keep: bool = True) -> None:
+        """Make ``oid`` the current object, its kept prompts in the layers; ``keep``: the
+        prompts in the layers now are kept as the current object's (else dropped)."""
+        seg = self.seg
+        if not keep:
+            PL.put_prompts(seg.points_layer(), seg.boxes_layer(), None)
+        self._switching = True
+        try:
+            seg.object_id.setValue(min(int(oid), MAX_OBJECT_ID))
+        finally:
+            self._switching = False
+
+    def on_object_id(self, value):
+        """Each object keeps its prompts: going to an object that has kept prompts (or through
+        Next / Commit) swaps the layers' prompts; otherwise they stay for the new id."""
+        seg, value = self.seg, int(value)
+        s = self.session() if seg.layer is not None and seg.masks_layer() is not None else None
+        if s is not None and (self._switching or value in s.prompts):
+            state = PL.take_prompts(seg.points_layer(), seg.boxes_layer())
+            if len(state["points"]) or state["boxes"]:
+                s.prompts[self._current_id] = state
+            PL.put_prompts(seg.points_layer(), seg.boxes_layer(), s.prompts.get(value))
+        self._current_id = value
+        for ly in (seg.masks_layer(), seg.scratch_layer()):
+            if ly is not None:
+                ly.selected_label = value
 
     # --- Segment volume --------------------------------------------------------------------------------
     def segment_volume(self) -> None:

@@ -36,22 +36,20 @@ from qtpy.QtWidgets import (
 )
 
 from ..layers import prompts_in_image, volume_from_layer
-from ..sam.layer_prompts import on_slice, prompts_on_slice
 from . import _prompt_layers as PL
 from ._errors import call_or_show, show_widget_error
-from ._layers import refill_combo, volume_image_names
+from ._layers import MAX_OBJECT_ID, refill_combo, volume_image_names
 from ._layout import scrolled, section, status_label
 from ._model import Loaded, ModelChoice
-from ._workers import Job
 from .embed import EmbedSection
 from .objects import ObjectsPanel
 from .propagate import PropagatePanel
+from .slice_job import SliceJob
 from .sampling import ModeSelector
 
 BOXES_SUFFIX, MASKS_SUFFIX, PROMPTS_SUFFIX, SCRATCH_SUFFIX = (PL.BOXES_SUFFIX, PL.MASKS_SUFFIX, PL.PROMPTS_SUFFIX,
                                                               PL.SCRATCH_SUFFIX)
 ROLE = PL.ROLE
-MAX_OBJECT_ID = 2**31 - 1
 
 
 class SegmentWidget(QWidget):
@@ -63,11 +61,6 @@ class SegmentWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self._segment_job: Job | None = None
-        self._segment_ok = False
-        self._embedder, self._embedder_key = None, None
-        self._current_id = 1
-        self._switching = False
 
         self.image_combo = QComboBox(toolTip="the image layer to segment (follows the selected image layer)")
         self.models = ModelChoice(self)
@@ -84,6 +77,7 @@ class SegmentWidget(QWidget):
         self.clear_prompts_button = QPushButton("Clear slice prompts", toolTip="remove the points and boxes of "
                                                                                "this slice")
         self.status_label, self.error_label = status_label(), status_label("#e04040", visible=False)
+        self.slice_job = SliceJob(self)
         self.objects_panel = ObjectsPanel(self)
         self.new_object_button = self.objects_panel.next_button
         self.segment_button = self.objects_panel.segment_button
@@ -122,7 +116,7 @@ class SegmentWidget(QWidget):
         self.image_combo.currentIndexChanged.connect(self._on_image)
         self.prompt_button.clicked.connect(lambda: (self._clear_error(), self._try(self.add_prompt_layers, True)))
         self.positive_radio.toggled.connect(lambda on: self.set_positive(on))
-        self.object_id.valueChanged.connect(self._on_object_id)
+        self.object_id.valueChanged.connect(self.objects_panel.on_object_id)
         self.clear_prompts_button.clicked.connect(self.clear_slice_prompts)
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.layers.events.removed.connect(self._on_layers)
@@ -165,17 +159,6 @@ class SegmentWidget(QWidget):
 
     def _model_job_part(self, key):
         return (yield from self.models.job_part(key))
-
-    def embedder(self, model=None, volume=None, mode=None):
-        """Segment's ``SliceEmbedder`` for this model, volume and mode (made when they change)."""
-        from ..sam.embeddings import SliceEmbedder
-
-        model, volume = model or self.models.current(), volume or self.volume()
-        mode = mode or self.mode_selector.mode()
-        key = (model.model_id, str(model.device), volume.identity(), tuple(volume.contrast_limits), mode.key())
-        if self._embedder is None or self._embedder_key != key:
-            self._embedder, self._embedder_key = SliceEmbedder(model, volume, mode), key
-        return self._embedder
 
     # --- layers ------------------------------------------------------------------------------------
     def points_layer(self):
@@ -234,116 +217,22 @@ class SegmentWidget(QWidget):
         """Next object (N): the current one is committed if it has voxels; a fresh id."""
         self._try(self.objects_panel.next_object)
 
-    def _switch_object(self, oid: int, keep: bool = True) -> None:
-        """Make ``oid`` the current object, its kept prompts in the layers; ``keep``: the
-        prompts in the layers now are kept as the current object's (else dropped)."""
-        if not keep:
-            PL.put_prompts(self.points_layer(), self.boxes_layer(), None)
-        self._switching = True
-        try:
-            self.object_id.setValue(min(int(oid), MAX_OBJECT_ID))
-        finally:
-            self._switching = False
-
-    def _on_object_id(self, value):
-        """Each object keeps its prompts: going to an object that has kept prompts (or through
-        Next / Commit) swaps the layers' prompts; otherwise they stay for the new id."""
-        value = int(value)
-        s = self.objects_panel.session() if self.layer is not None and self.masks_layer() is not None else None
-        if s is not None and (self._switching or value in s.prompts):
-            state = PL.take_prompts(self.points_layer(), self.boxes_layer())
-            if len(state["points"]) or state["boxes"]:
-                s.prompts[self._current_id] = state
-            PL.put_prompts(self.points_layer(), self.boxes_layer(), s.prompts.get(value))
-        self._current_id = value
-        for ly in (self.masks_layer(), self.scratch_layer()):
-            if ly is not None:
-                ly.selected_label = value
-
     def clear_slice_prompts(self) -> None:
         """Remove the points and boxes that lie on the current slice."""
         z = self.current_z()
-        if z is None:
-            return
-        pts, _, rects = self._prompts_in_image(self._z_world())
-        points, boxes = self.points_layer(), self.boxes_layer()
-        if points is not None and len(pts):
-            drop = np.flatnonzero(on_slice(pts[:, 0], z))
-            if len(drop):
-                points.selected_data = set(drop.tolist())
-                points.remove_selected()
-        if boxes is not None:
-            idx = [i for i, t in enumerate(boxes.shape_type) if t == "rectangle"]
-            drop = [i for i, r in zip(idx, rects) if np.all(on_slice(r[:, 0], z))]
-            if drop:
-                boxes.selected_data = set(drop)
-                boxes.remove_selected()
+        if z is not None:
+            PL.clear_on_slice(self.points_layer(), self.boxes_layer(), *self._prompts_in_image(self._z_world()), z)
 
-    # --- segment slice (S) ----------------------------------------------------------------------------
+    # --- segment slice (S): slice_job.SliceJob -----------------------------------------------
     def segment(self) -> None:
         """Segment the current slice from its prompts into the current object (errors shown here)."""
-        if self._segment_job is not None and self._segment_job.running:
-            return
-        self._clear_error()
-        p = self._try(self._prepare_segment)
-        if p is None:
-            self.segment_finished.emit(False)
-            return
-        self.segment_button.setEnabled(False)
-        self.status_label.setText(f"segmenting slice {p['z']}…")
-        self._segment_ok = False
-        self._segment_job = Job(self._segment_gen(p), on_yield=self._on_job_item, on_return=self._paste,
-                                on_error=lambda e: (self.status_label.setText(""), self._show_error(e)),
-                                on_finish=self._on_segment_finished)
-        self._segment_job.start()
-
-    def _prepare_segment(self) -> dict:
-        layer, vol = self.layer, self.volume()
-        if layer is None or vol is None:
-            raise ValueError("no image layer: add a 3D image first (File → Open, or the Volume widget)")
-        z = self.current_z()
-        if z is None:
-            raise ValueError("the current slice is outside the image: move the z slider onto it")
-        self.add_prompt_layers()
-        pts, pos, rects = self._prompts_in_image(self._z_world())
-        return {"z": z, "prompts": prompts_on_slice(pts, pos, rects, z, vol.shape), "volume": vol,
-                "mode": self.mode_selector.mode(), "key": self._wanted_model_key(),
-                "object_id": self.object_id.value(), "image": layer.name}
-
-    def _segment_gen(self, p):
-        from ..sam.segment import segment_slice
-
-        model = yield from self._model_job_part(p["key"])
-        emb = self.embedder(model, p["volume"], p["mode"])
-        if not emb.is_cached(p["z"]):
-            yield f"encoding slice {p['z']}…"
-        return p, segment_slice(emb, p["z"], **p["prompts"])
+        self.slice_job.start()
 
     def _on_job_item(self, item):
         if isinstance(item, Loaded):
             self.models.store(item)
         elif isinstance(item, str):
             self.status_label.setText(item)
-
-    def _paste(self, result):
-        p, pred = result
-        if self.layer is None or self.layer.name != p["image"]:
-            self._show_error(f"the image {p['image']!r} is no longer the chosen one: nothing was pasted")
-            return
-        mask = np.asarray(pred.masks).any(axis=0)
-        n = self._try(lambda: self.objects_panel.session().set_slice(p["z"], mask, p["object_id"]))
-        if n is None:
-            return
-        self.objects_panel.refresh()
-        ious = ", ".join(f"{v:.2f}" for v in np.asarray(pred.iou, float))
-        extra = f" (union of {len(pred.masks)} box prompts)" if len(pred.masks) > 1 else ""
-        self.status_label.setText(f"slice {p['z']}, object {p['object_id']}: {n} px{extra}; predicted IoU {ious} "
-                                  f"— Commit (C) to keep it")
-        self._segment_ok = True
-
-    def _on_segment_finished(self, cancelled: bool):
-        self.segment_button.setEnabled(self.layer is not None)
-        self.segment_finished.emit(bool(self._segment_ok and not cancelled))
 
     def embed_volume(self) -> None:
         self.embed_section.embed()
@@ -402,7 +291,7 @@ class SegmentWidget(QWidget):
         return call_or_show(self.error_label, fn, *args, **kwargs)
 
     def closeEvent(self, event):  # noqa: N802 - Qt
-        for job in (self.embed_section.job, self._segment_job, self.objects_panel.job):
+        for job in (self.embed_section.job, self.slice_job.job, self.objects_panel.job):
             if job is not None:
                 job.cancel()
         self.objects_panel.unbind_keys()
