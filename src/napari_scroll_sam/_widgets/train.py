@@ -16,44 +16,21 @@ sampling mode the model was trained with.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from pathlib import Path
 
 from napari.layers import Image, Labels
-from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
-    QLineEdit, QListWidget, QProgressBar, QPushButton, QSpinBox, QWidget,
-)
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QFileDialog, QLabel, QLineEdit, QProgressBar, QPushButton, QWidget
 
 from ..layers import default_train_dir, parse_slices, training_pairs
 from ._errors import call_or_show, show_widget_error
 from ._layers import refill_combo, volume_image_names
 from ._layout import scrolled, section, status_label
-from ._model import ModelChoice
 from ._workers import Job
 from .plot import TrainingPlot
+from . import train_run
+from .train_form import OBJECT_KINDS, build_form, config_of, row as _row
 from .sampling import ModeSelector
-
-FREEZE_CHOICES = ("encoder", "none", "last:1", "last:2", "last:4")
-FREEZE_HELP = {"encoder": "image and prompt encoders frozen: only the mask decoder learns (fast: cached "
-                          "embeddings)",
-               "none": "every weight learns (slow: the encoder runs at every step)",
-               "last:1": "the decoder and the encoder's last block learn",
-               "last:2": "the decoder and the encoder's last 2 blocks learn",
-               "last:4": "the decoder and the encoder's last 4 blocks learn"}
-PROMPT_HELP = {"point": "one positive point in the object", "box": "the object's box, jittered",
-               "points": "2-4 positive points", "background": "adds 1-2 negative points (half of the prompts)"}
-OBJECT_KINDS = ("instances", "components")
-
-
-@dataclasses.dataclass
-class _Started:
-    """A job's news: the trainer is built (data checked, samples made); training starts."""
-
-    trainer: object
-
 
 class TrainWidget(QWidget):
     """Fine-tune SAM on annotated slices of (image, labels) layer pairs.
@@ -105,46 +82,7 @@ class TrainWidget(QWidget):
         self.trainer = None
         self.history: list = []
 
-        # data
-        self.image_combo = QComboBox(toolTip="a 3D image layer")
-        self.labels_combo = QComboBox(toolTip="its labels (same shape); slices with any label are the annotated ones")
-        self.objects_combo = QComboBox(toolTip="instances: every label id is an object; components: the "
-                                               "connected components of the labelled voxels (e.g. ink)")
-        self.objects_combo.addItems(OBJECT_KINDS)
-        self.add_pair_button = QPushButton("Add pair", toolTip="add the image and labels above to the training data")
-        self.pairs_list = QListWidget(toolTip="training data; with none added, the pair chosen above is used")
-        self.pairs_list.setMaximumHeight(60)
-        self.remove_pair_button = QPushButton("Remove", toolTip="remove the selected pair", enabled=False)
-        self.val_fraction = QDoubleSpinBox(decimals=2, singleStep=0.05, toolTip="share of the annotated slices "
-                                           "held out to score each epoch (at least one when there are two)")
-        self.val_fraction.setRange(0.0, 0.9)
-        self.val_fraction.setValue(defaults.val_fraction)
-        self.val_slices_edit = QLineEdit(placeholderText="or slices of the first pair, e.g. 3, 10-12",
-                                         toolTip="explicit validation slices (annotated ones) of the first pair")
-
-        # model: the built-in small first unless vit_b is cached
-        self.models = ModelChoice(self, device_tip="where training runs", show_label=False)
-        self.freeze_combo = QComboBox(editable=True, toolTip="which weights stay fixed (last:N: the encoder's "
-                                                             "last N blocks learn too)")
-        self.freeze_combo.addItems(FREEZE_CHOICES)
-        for i, name in enumerate(FREEZE_CHOICES):
-            self.freeze_combo.setItemData(i, FREEZE_HELP[name], Qt.ItemDataRole.ToolTipRole)
-        self.prompt_checks = {k: QCheckBox(k, toolTip=PROMPT_HELP[k], checked=k in defaults.prompt_kinds)
-                              for k in PROMPT_HELP}
-        self.epochs_spin = QSpinBox(toolTip="passes over the training slices")
-        self.epochs_spin.setRange(1, 100_000)
-        self.epochs_spin.setValue(defaults.epochs)
-        self.lr_spin = QDoubleSpinBox(decimals=6, singleStep=1e-5, toolTip="peak learning rate (AdamW; "
-                                      "warm-up, then cosine decay)")
-        self.lr_spin.setRange(1e-6, 1.0)
-        self.lr_spin.setValue(defaults.lr)
-        self.batch_spin = QSpinBox(toolTip="slices (or tiles) per step")
-        self.batch_spin.setRange(1, 1024)
-        self.batch_spin.setValue(defaults.batch_size)
-        self.patience_spin = QSpinBox(toolTip="stop after this many epochs without a better validation score",
-                                      specialValueText="never")
-        self.patience_spin.setRange(0, 100_000)
-        self.patience_spin.setValue(defaults.patience)
+        dform, mform = build_form(self, defaults)  # train_form.py: the Data and Model controls
         self.mode_selector = ModeSelector()
         self.out_edit = QLineEdit(placeholderText="default: <cache>/checkpoints/<image>-<time>",
                                   toolTip="best.pt (best validation score) and last.pt (each epoch) are written "
@@ -161,29 +99,7 @@ class TrainWidget(QWidget):
         self.use_button = QPushButton("Use this model", enabled=False,
                                       toolTip="load best.pt into the Segment widget (docking one if needed)")
 
-        # layout: a scroll area with folding sections (fits a 1,000 px screen)
-        dform = QFormLayout()
-        dform.addRow("Image", self.image_combo)
-        dform.addRow("Labels", self.labels_combo)
-        dform.addRow("Objects", _row(self.objects_combo, self.add_pair_button))
-        list_row = QHBoxLayout()
-        list_row.addWidget(self.pairs_list, 1)
-        list_row.addWidget(self.remove_pair_button, 0, Qt.AlignmentFlag.AlignTop)
-        dform.addRow("Pairs", list_row)
-        dform.addRow("Validation", _row(self.val_fraction, self.val_slices_edit))
-        mform = QFormLayout()
-        mform.addRow("Start from", self.models.row)
-        mform.addRow("Device", self.device_combo)
-        mform.addRow("Frozen", self.freeze_combo)
-        mform.addRow("Prompts", _row(*self.prompt_checks.values(), stretch=True))
-        grid = QGridLayout()
-        for i, (label, w) in enumerate((("Epochs", self.epochs_spin), ("Batch", self.batch_spin),
-                                        ("LR", self.lr_spin), ("Patience", self.patience_spin))):
-            grid.addWidget(QLabel(label), i // 2, 2 * (i % 2))
-            grid.addWidget(w, i // 2, 2 * (i % 2) + 1)
-        grid.setColumnStretch(1, 1)
-        grid.setColumnStretch(3, 1)
-        mform.addRow(grid)
+        # a scroll area with folding sections (fits a 1,000 px screen)
         lay = scrolled(self)
         lay.addWidget(section("Data", dform))
         lay.addWidget(section("Model", mform))
@@ -262,15 +178,7 @@ class TrainWidget(QWidget):
 
     def config(self):
         """The ``TrainConfig`` the controls describe (raises ``TrainingError`` when they do not fit)."""
-        from ..training.trainer import TrainConfig, TrainingError
-
-        kinds = tuple(k for k, cb in self.prompt_checks.items() if cb.isChecked())
-        if not [k for k in kinds if k != "background"]:
-            raise TrainingError("choose at least one prompt kind besides background (point, box or points)")
-        return TrainConfig(epochs=self.epochs_spin.value(), lr=float(self.lr_spin.value()),
-                           batch_size=self.batch_spin.value(), freeze=self.freeze_combo.currentText().strip(),
-                           prompt_kinds=kinds, val_fraction=float(self.val_fraction.value()),
-                           patience=self.patience_spin.value())
+        return config_of(self)
 
     # --- run -------------------------------------------------------------------------------------------
     @property
@@ -333,98 +241,16 @@ class TrainWidget(QWidget):
         self._job.start()
 
     def _job_gen(self, p):
-        from ..training.trainer import Trainer
-
-        model = p["model"]
-        if model is None:
-            from ..sam.models import load_model
-
-            name, device = p["key"]
-            yield f"loading {name} on {device}…"
-            model = load_model(name, device)
-        else:
-            model = copy.deepcopy(model)  # training changes the weights in place
-        yield "checking the training data…"
-        pairs = p["specs"]
-        out = p["out"]
-        made = [d for d in (out, *out.parents) if not d.exists()]
-        try:
-            trainer = Trainer(model, pairs, out, p["config"], mode=p["mode"], val_slices=p["val_slices"])
-        except BaseException:
-            for d in made:  # folders made for nothing go again (only empty ones)
-                try:
-                    d.rmdir()
-                except OSError:
-                    break
-            raise
-        yield _Started(trainer)
-        reports = trainer.run()
-        try:
-            yield from reports
-        finally:
-            reports.close()
+        return (yield from train_run.job_gen(self, p))
 
     def _on_item(self, item):
-        from ..training.trainer import EpochReport, StageReport, StepReport
-
-        if isinstance(item, str):
-            self.status_label.setText(item)
-            return
-        if isinstance(item, _Started):
-            tr = self.trainer = item.trainer
-            self._run["total"] = tr.total_steps
-            self.plot.set_total_steps(tr.total_steps, tr.steps_per_epoch)
-            self._run["summary"] = (f"{len(tr.train_samples)} training / {len(tr.val_samples)} validation "
-                                    f"samples, {tr.total_steps} steps; {tr.model.model_id} on {tr.device}")
-            self.status_label.setText(self._run["summary"])
-            return
-        if isinstance(item, StageReport):
-            self.progress_bar.setRange(0, max(item.total, 1))
-            self.progress_bar.setValue(item.done)
-            self.progress_bar.setFormat(f"{item.stage} %v / %m slices")
-            self.status_label.setText(f"{item.stage}: {item.done} / {item.total} slices "
-                                      f"(the encoder is frozen: once, then from the cache)")
-        elif isinstance(item, StepReport):
-            total = self._run["total"]
-            if self.progress_bar.maximum() != total:
-                self.progress_bar.setRange(0, max(total, 1))
-                self.progress_bar.setFormat("%v / %m steps")
-            self.progress_bar.setValue(item.step)
-            self.plot.add_step(item.step, item.loss)
-            self._run["last_step"] = item
-            self.status_label.setText(self._status_text())
-        elif isinstance(item, EpochReport):
-            self.history.append(item)
-            self.plot.add_epoch(item.epoch, item.step, item.train_loss, item.val_iou, item.val_dice)
-            if item.best:
-                self._run["best"] = item
-            self._run["stopped"] = item.stopped
-            if self.best_checkpoint() is not None:
-                self.use_button.setEnabled(True)
-            self.status_label.setText(self._status_text())
-        self.report.emit(item)
+        return train_run.on_item(self, item)
 
     def _val_text(self) -> str:
-        if not self.history:
-            return ""
-        last, best = self.history[-1], self._run.get("best")
-        if last.val_iou is None:
-            return f"epoch {last.epoch}: train loss {last.train_loss:.3f} (no validation slice)"
-        text = f"epoch {last.epoch}: val IoU {last.val_iou:.3f}, Dice {last.val_dice:.3f}"
-        if best is not None and best.val_iou is not None:
-            text += f" (best IoU {best.val_iou:.3f}, epoch {best.epoch})"
-        return text
+        return train_run.val_text(self)
 
     def _status_text(self) -> str:
-        lines = []
-        s = self._run.get("last_step")
-        if s is not None:
-            lines.append(f"epoch {s.epoch + 1}/{self._run['epochs']} · step {s.step}/{self._run['total']} · "
-                         f"loss {s.loss:.3f} · train IoU {s.train_iou:.2f} · lr {s.lr:.1e}")
-        val = self._val_text()
-        if val:
-            lines.append(val)
-        return "\n".join(lines)
+        return train_run.status_text(self)
 
     def _on_error(self, exc):
         self._failed = True
@@ -438,32 +264,7 @@ class TrainWidget(QWidget):
             self._job.cancel()
 
     def _on_finished(self, cancelled: bool):
-        self.start_button.setEnabled(True)
-        self.stop_button.setEnabled(False)
-        self.plot.flush()
-        if self.progress_bar.maximum() == 0:
-            self.progress_bar.setRange(0, 1)
-            self.progress_bar.setVisible(False)
-        done = len(self.history)
-        out = self._run.get("out")
-        best = self.best_checkpoint()
-        where = f"best.pt: {best}" if best is not None else f"checkpoints in {out}"
-        val = self._val_text()
-        if self._failed:
-            outcome = "failed"
-            text = (f"training failed after epoch {self.history[-1].epoch}; {where}" if done
-                    else "training did not start" if self.trainer is None else "training failed; no checkpoint")
-        elif cancelled:
-            outcome = "stopped"
-            text = (f"stopped in epoch {done + 1}: the checkpoints of epoch {self.history[-1].epoch} stay; {where}"
-                    if done else "stopped before the first epoch ended: no checkpoint written")
-        else:
-            outcome = "done"
-            why = f"stopped early ({self._run['stopped']})" if self._run.get("stopped") else "done"
-            text = f"{why}: {done} epoch{'s' if done != 1 else ''}; {where}"
-        self.status_label.setText(text + (f"\n{val}" if val else ""))
-        self.use_button.setEnabled(best is not None)
-        self.training_finished.emit(outcome)
+        return train_run.on_finished(self, cancelled)
 
     # --- results -----------------------------------------------------------------------------------------
     def best_checkpoint(self) -> Path | None:
@@ -474,54 +275,13 @@ class TrainWidget(QWidget):
         path = Path(out) / "best.pt"
         return path if path.is_file() else None
 
-    def _find_segment_widget(self):
-        from .segment import SegmentWidget
+    def _find_segment_widget(self, *_):
+        return train_run.find_segment_widget(self)
 
-        window = getattr(self.viewer, "window", None)
-        if window is None:
-            return None
-        docked = getattr(window, "dock_widgets", None)
-        inner = list(docked.values()) if docked is not None else [
-            d.widget() for d in getattr(window, "_dock_widgets", {}).values()]
-        for w in inner:
-            w = getattr(w, "native", w)
-            if isinstance(w, SegmentWidget):
-                return w
-            if isinstance(w, QWidget):
-                found = w.findChildren(SegmentWidget)
-                if found:
-                    return found[0]
-        return None
-
-    def use_model(self):
+    def use_model(self, *_):
         """Load best.pt into the Segment widget (docked now if there is none), with the
         sampling mode it was trained with; returns that widget."""
-        from .segment import SegmentWidget
-
-        best = self.best_checkpoint()
-        if best is None:
-            raise ValueError("no best.pt yet: it is written at the end of the first epoch")
-        seg = self._find_segment_widget()
-        if seg is None:
-            seg = SegmentWidget(self.viewer)
-            self.viewer.window.add_dock_widget(seg, name="Segment")
-        seg.set_checkpoint(best)
-        mode = self._run.get("mode")
-        if mode is not None:
-            try:
-                seg.mode_selector.set_mode(mode)
-            except Exception as e:  # noqa: BLE001 - the checkpoint is set; the mode is a courtesy
-                self._show_error(f"the Segment widget could not take the sampling mode: {e}")
-        from qtpy.QtWidgets import QDockWidget
-
-        dock = seg.parent()
-        while dock is not None and not isinstance(dock, QDockWidget):
-            dock = dock.parent()
-        if dock is not None:
-            dock.show()
-            dock.raise_()
-        self.status_label.setText(f"{best} is the Segment widget's model now")
-        return seg
+        return train_run.use_model(self)
 
     # --- layers ------------------------------------------------------------------------------------------
     def _on_inserted(self, event):
@@ -535,21 +295,7 @@ class TrainWidget(QWidget):
         self._on_image()
 
     def _on_image(self, *_):
-        name = self.image_combo.currentText()
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
-        if layer is None:
-            self.mode_selector.set_arrays({})
-            return
-        data = layer.data[0] if layer.multiscale else layer.data
-        shape = tuple(data.shape)
-        self.mode_selector.set_n_slices(shape[0])
-        arrays = {ly.name: ly.data for ly in self.viewer.layers
-                  if isinstance(ly, Labels) and not ly.multiscale and tuple(ly.data.shape) == shape}
-        self.mode_selector.set_arrays(arrays)
-        # the labels layer of this image's shape, when the current one does not fit
-        cur = self.labels_combo.currentText()
-        if cur not in arrays and arrays:
-            self.labels_combo.setCurrentText(next(iter(arrays)))
+        return train_run.on_image(self)
 
     # --- errors ------------------------------------------------------------------------------------------
     def _clear_error(self):
@@ -567,15 +313,6 @@ class TrainWidget(QWidget):
         if self._job is not None:
             self._job.cancel()
         super().closeEvent(event)
-
-
-def _row(*widgets, stretch: bool = False) -> QHBoxLayout:
-    row = QHBoxLayout()
-    for i, w in enumerate(widgets):
-        row.addWidget(w, 1 if (i == 0 and len(widgets) == 2 and not stretch) or isinstance(w, QLineEdit) else 0)
-    if stretch:
-        row.addStretch(1)
-    return row
 
 
 __all__ = ["TrainWidget", "TrainingPlot", "parse_slices"]
