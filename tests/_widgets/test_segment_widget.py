@@ -320,3 +320,39 @@ def test_in_a_thread(setup, model, image, cache, monkeypatch, qtbot):
     with qtbot.waitSignal(w.segment_finished, timeout=30000) as blocker:
         w.segment_button.click()
     assert blocker.args == [False] and "no such checkpoint file" in w.error_label.text()
+
+
+def test_segment_volume_cancel_tells_what_is_in_the_layer(make_napari_viewer, qtbot, cache, model):
+    """Shift+S walks the current object through the volume; Shift+S again cancels, and the
+    count said is the count of slices in the current object; Ctrl+Z drops the walk."""
+    from tests.helpers import squares_arrays
+
+    image, truth = squares_arrays(8, 64)
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="squares", contrast_limits=(0, 255))
+    w = SegmentWidget(viewer)
+    qtbot.addWidget(w)
+    w.set_model(model)
+    w.propagate_panel.min_pred_iou_spin.setValue(0)
+    w.propagate_panel.min_slice_iou_spin.setValue(0)
+    w.propagate_panel.max_area_spin.setValue(0)
+    viewer.dims.set_current_step(0, 3)
+    w.prompt_button.click()
+    scratch = w.scratch_layer()
+    w.objects_panel.session().set_slice(3, truth[3] == 2, 1)  # the object drawn on slice 3
+    seen = []
+
+    def cancel_after_two(report):
+        seen.append(report.z)
+        if len(seen) == 2:
+            assert w.objects_panel.volume_button.text() == "Cancel"
+            w.objects_panel.volume_button.click()
+
+    w.volume_report.connect(cancel_after_two)
+    w.objects_panel.volume_button.click()
+    in_layer = [z for z in range(8) if scratch.data[z].any()]
+    assert len(seen) == 2 and 3 in in_layer and 1 < len(in_layer) < 8
+    assert f"{len(in_layer)} slice(s) ({in_layer[0]}–{in_layer[-1]})" in w.status_label.text()
+    assert "cancelled" in w.status_label.text() and w.objects_panel.volume_button.text() == "Segment volume"
+    w.objects_panel.undo_button.click()
+    assert [z for z in range(8) if scratch.data[z].any()] == [3]

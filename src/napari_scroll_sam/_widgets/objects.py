@@ -42,7 +42,7 @@ class ObjectsPanel(QWidget):
         self.segment_button = button("Segment slice", "segment", "SAM on the current slice from its prompts, into "
                                                                  "the current object")
         self.volume_button = button("Segment volume", "volume", "carry the current object through the volume "
-                                                                "(the Propagate section's settings)")
+                                                                "(the Propagate section's settings); again while it runs: cancel")
         self.commit_button = button("Commit", "commit", "move the current object into the masks layer (other "
                                                         "objects' voxels kept unless 'overwrite') and go to the "
                                                         "next object")
@@ -191,15 +191,17 @@ class ObjectsPanel(QWidget):
     # --- Segment volume --------------------------------------------------------------------------------
     def segment_volume(self) -> None:
         seg = self.seg
-        if self.job is not None and self.job.running:
+        if self.job is not None and self.job.running:  # a second Shift+S / click: cancel
+            self.cancel()
             return
         seg._clear_error()
         prepared = seg._try(self._prepare)
         if prepared is None:
             seg.volume_finished.emit(False)
             return
-        self.volume_button.setEnabled(False)
+        self.volume_button.setText("Cancel")
         self.reports = []
+        self._session = prepared["session"]
         seg.status_label.setText(f"segmenting object {prepared['object_id']} through the volume…")
         self.job = Job(self._gen(prepared), on_yield=self._on_item, on_error=seg._show_error,
                        on_finish=self._on_finished)
@@ -238,6 +240,7 @@ class ObjectsPanel(QWidget):
             self.seg._on_job_item(item)
             return
         self.reports.append(item)
+        self.seg.volume_report.emit(item)
         now = time.monotonic()
         if now - self._last_refresh > REFRESH_EVERY_S:  # texture uploads are the cost: a few per second
             self._last_refresh = now
@@ -245,20 +248,25 @@ class ObjectsPanel(QWidget):
             self.seg.status_label.setText(f"segment volume: slice {item.z} ({item.area} px)")
 
     def _on_finished(self, cancelled: bool):
-        self.volume_button.setEnabled(True)
+        self.volume_button.setText("Segment volume")
         self.refresh()
         ok = bool(self.reports) and not cancelled
-        written = sorted({r.z for r in self.reports if r.stopped is None and r.area})
+        zs = self._session.scratch_slices()  # what is in the layer, whatever the reports said
         stops = [f"slice {r.z}: {r.stopped}" for r in self.reports if r.stopped]
-        if self.reports:
+        where = f"{len(zs)} slice(s) ({zs[0]}–{zs[-1]})" if zs else "no slice"
+        if cancelled:
+            self.seg.status_label.setText(f"cancelled: object {self.seg.object_id.value()} has {where} in the "
+                                          f"current object — Commit (C) to keep them, Ctrl+Z to drop the walk")
+        elif self.reports:
             self.seg.status_label.setText(
-                f"object {self.seg.object_id.value()}: {len(written)} slice(s) "
-                f"({min(written) if written else '-'}–{max(written) if written else '-'}) in the current object"
+                f"object {self.seg.object_id.value()}: {where} in the current object"
                 + (f"; stopped at {', '.join(stops[:2])}" if stops else "") + " — Commit (C) to keep it")
         self.seg.volume_finished.emit(ok)
 
     def cancel(self):
-        if self.job is not None:
+        """Stop Segment volume after the slice being done (the slices done stay in the current object)."""
+        if self.job is not None and self.job.running:
+            self.seg.status_label.setText("cancelling after the current slice…")
             self.job.cancel()
 
 

@@ -24,7 +24,7 @@ Public parts: ``image_combo``, ``model_combo`` / ``checkpoint_button`` / ``devic
 ``next_button``, ``undo_button``), ``embed_section`` (``embed_button``, ``cancel_button``,
 ``progress_bar``), ``propagate_panel``, ``status_label``, ``error_label``. Signals:
 ``embed_report``, ``embed_finished(bool cancelled)``, ``segment_finished(bool ok)``,
-``volume_finished(bool ok)``.
+``volume_finished(bool ok)``, ``volume_report(SliceReport)``.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class SegmentWidget(QWidget):
     embed_finished = Signal(bool)
     segment_finished = Signal(bool)
     volume_finished = Signal(bool)
+    volume_report = Signal(object)
 
     def __init__(self, napari_viewer):
         super().__init__()
