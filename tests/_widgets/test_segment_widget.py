@@ -356,3 +356,22 @@ def test_segment_volume_cancel_tells_what_is_in_the_layer(make_napari_viewer, qt
     assert "cancelled" in w.status_label.text() and w.objects_panel.volume_button.text() == "Segment volume"
     w.objects_panel.undo_button.click()
     assert [z for z in range(8) if scratch.data[z].any()] == [3]
+
+
+def test_review_3d(make_napari_viewer, qtbot, cache, model):
+    """Review 3D: the sample's lazy image computed once (its Volume kept: same cache identity),
+    ground truth hidden, the objects on top as surfaces, 3D with an oblique camera."""
+    from napari_scroll_sam.io.phantom import sample_scroll
+
+    viewer = make_napari_viewer()
+    for data, meta, kind in sample_scroll(shape=(8, 64, 64)):
+        getattr(viewer, f"add_{kind}")(data, **meta)
+    w = SegmentWidget(viewer)
+    qtbot.addWidget(w)
+    before = w.volume().identity()
+    w.prompt_button.click()
+    hidden = w.objects_panel.review()
+    image, masks = viewer.layers["scroll"], w.masks_layer()
+    assert sorted(hidden) == ["ink", "sheets"] and not viewer.layers["sheets"].visible
+    assert isinstance(image.data, np.ndarray) and w.volume().identity() == before
+    assert list(viewer.layers)[-2:] == [masks, w.scratch_layer()] and masks.rendering == "iso_categorical" and viewer.dims.ndisplay == 3

@@ -40,10 +40,12 @@ def add_labels(viewer, image, vol, role: str) -> Labels:
     kw = dict(opacity=0.5) if role == "masks" else dict(opacity=0.7, blending="translucent_no_depth")
     layer = viewer.add_labels(new_labels(vol.shape), name=image.name + KINDS[role][1], metadata=tag,
                               **kw, **geometry(image))
-    if role == "scratch":  # one bright colour, whatever the id: the object being worked on
-        from napari.utils.colormaps import DirectLabelColormap
+    if role == "scratch":  # one bright colour, whatever the id: the object being worked on (a cyclic map of
+        # one colour: a DirectLabelColormap's default colour made the first 3D view 11 s slower)
+        from napari.utils.colormaps import CyclicLabelColormap
+        from napari.utils.colormaps.standardize_color import transform_color
 
-        layer.colormap = DirectLabelColormap(color_dict={None: SCRATCH_COLOR, 0: "transparent"})
+        layer.colormap = CyclicLabelColormap(colors=[[0, 0, 0, 0], transform_color(SCRATCH_COLOR)[0]])
     return layer
 
 

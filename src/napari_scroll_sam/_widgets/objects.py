@@ -50,10 +50,12 @@ class ObjectsPanel(QWidget):
         self.next_button = button("Next object", "next", "start a new object (the current one is committed first); "
                                                          "each object keeps its prompts")
         self.undo_button = button("Undo", "undo", "undo the last segment / volume / commit / clear")
+        self.review_button = QPushButton("Review 3D", toolTip="the committed objects in 3D over the image "
+                                                              "(ground-truth labels hidden); 2D: the dims button")
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         for i, b in enumerate((self.segment_button, self.volume_button, self.commit_button, self.clear_button,
-                               self.next_button, self.undo_button)):
+                               self.next_button, self.undo_button, self.review_button)):
             grid.addWidget(b, i // 2, i % 2)
         self.segment_button.clicked.connect(lambda: self.seg.segment())
         self.volume_button.clicked.connect(lambda: self.segment_volume())
@@ -61,6 +63,7 @@ class ObjectsPanel(QWidget):
         self.clear_button.clicked.connect(lambda: self.seg._try(self.clear))
         self.next_button.clicked.connect(lambda: self.seg._try(self.next_object))
         self.undo_button.clicked.connect(lambda: self.seg._try(self.undo))
+        self.review_button.clicked.connect(lambda: self.seg._try(self.review))
         self.bind_keys(self.viewer)
 
     # --- keys ---------------------------------------------------------------------------------------
@@ -187,6 +190,14 @@ class ObjectsPanel(QWidget):
         for ly in (seg.masks_layer(), seg.scratch_layer()):
             if ly is not None:
                 ly.selected_label = value
+
+    def review(self):
+        from .review import review_3d
+
+        scratch, masks = self.layers()
+        hidden = review_3d(self.viewer, self.seg.layer, masks, scratch)
+        self.seg.status_label.setText("3D review" + (f"; hidden: {', '.join(hidden)}" if hidden else ""))
+        return hidden
 
     # --- Segment volume --------------------------------------------------------------------------------
     def segment_volume(self) -> None:
