@@ -80,6 +80,9 @@ def main():
     points.add([Z, *farthest_from_boundary(truth == a)])
     press("S")
     shot("7_use_model")
+    seg.objects_panel.clear()
+    seg.objects_panel.review()
+    shot("8_review_3d")
     masks = seg.masks_layer()
     out = Path(os.environ["NAPARI_SCROLL_SAM_CACHE"]) / "objects.zarr"
     nss.write_labels(out, masks.data)
