@@ -1,10 +1,15 @@
 """Prompt one object on one slice and carry it through the volume — from napari's console.
 
-In napari (Window → Console) the variable ``viewer`` exists: the result is shown
-there, in 3D. Run as a plain script it works the same without a viewer and prints
-the per-slice reports (``python examples/propagate_console.py [VOLUME] [--model M]``).
-Without a volume it uses the built-in synthetic scroll and scores the result
-against its ground truth.
+In napari (Window → Console)::
+
+    %run examples/propagate_console.py            # the built-in synthetic scroll
+    %run examples/propagate_console.py scroll.volpkg --model vit_b
+
+The viewer is found with ``napari.current_viewer()`` (``%run`` gives the script its own
+globals, so the console's ``viewer`` is not there): the image and the result are added
+to it and shown in 3D. Run as a plain script (``python examples/propagate_console.py``)
+it works the same without a viewer and prints the reports. Without a volume it uses the
+built-in synthetic scroll and scores the result against its ground truth.
 """
 
 import argparse
@@ -12,12 +17,18 @@ import argparse
 import numpy as np
 
 import napari_scroll_sam as nss
-from napari_scroll_sam.propagation import Seed, StopRule, propagate
 
 parser = argparse.ArgumentParser()
 parser.add_argument("volume", nargs="?")
 parser.add_argument("--model", default="small")
 args, _ = parser.parse_known_args()
+
+try:  # napari's console, or any session with a viewer open
+    import napari
+
+    viewer = napari.current_viewer()
+except ImportError:
+    viewer = None
 
 if args.volume:
     vol = nss.open_volume(args.volume)
@@ -36,10 +47,12 @@ else:
 
 model = nss.load_model(args.model)
 embedder = nss.SliceEmbedder(model, vol)  # cached on disk: a second run encodes nothing
-labels = np.zeros(vol.shape, np.uint32)  # or viewer.layers["…"].data, or a zarr array
-stop = StopRule(min_pred_iou=0.3, min_slice_iou=0.3, max_area_change=3.0)
+labels = nss.new_labels(vol.shape)        # numpy, or a zarr array for a huge volume
+stop = nss.StopRule(min_pred_iou=0.3, min_slice_iou=0.3, max_area_change=3.0)
 
-for report in propagate(embedder, [Seed(1, z0, points=[point])], labels, strategy="skeleton", stop=stop):
+reports = nss.run(nss.propagate(embedder, [nss.Seed(1, z0, points=[point])], labels, strategy="skeleton",
+                                stop=stop), desc="propagating")
+for report in reports:
     print(report)
 
 if truth is not None:
@@ -47,7 +60,8 @@ if truth is not None:
     union = np.logical_or(labels == 1, truth == wrap).sum()
     print(f"wrote {int((labels == 1).sum())} voxels; IoU with the prompted wrap: {inter / union:.3f}")
 
-if "viewer" in globals():  # napari console: show it in 3D
-    viewer.add_image(vol.data, name=vol.name, contrast_limits=vol.contrast_limits)  # noqa: F821
-    viewer.add_labels(labels, name="propagated")  # noqa: F821
-    viewer.dims.ndisplay = 3  # noqa: F821
+if viewer is not None:  # show it in 3D, the result on top in a bright colour
+    viewer.add_image(vol.layer_data, name=vol.name, contrast_limits=vol.contrast_limits, scale=vol.voxel_size)
+    viewer.add_labels(labels, name="propagated", scale=vol.voxel_size)
+    viewer.dims.ndisplay = 3
+    print(f"added {vol.name!r} and 'propagated' to the viewer")

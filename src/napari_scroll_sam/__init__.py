@@ -1,13 +1,21 @@
 """napari-scroll-sam: Segment Anything for 3D CT scans of carbonized scrolls, in napari.
 
-The scripting API (works without Qt or a viewer)::
+The scripting API, one namespace (works without Qt or a viewer; in napari's console too)::
 
     import napari_scroll_sam as nss
     vol = nss.open_volume("scroll.volpkg")        # lazy: metadata only
-    image, sheets, ink = nss.scroll_phantom((64, 256, 256), seed=0)
-    model = nss.load_model("vit_b")               # or "small", or a checkpoint path
+    vol = nss.volume_from_layer(viewer.layers["scroll"])   # or any napari image layer
+    model = nss.load_model("small")               # built-in; "vit_b", or a checkpoint path
     emb = nss.SliceEmbedder(model, vol, mode=nss.Tuples(d=2))
     pred = nss.segment_slice(emb, z=100, points=[[512, 700]], labels=[1])
+    labels = nss.new_labels(vol.shape)
+    nss.run(nss.propagate(emb, [nss.Seed(1, 100, points=[[512, 700]])], labels, stop=nss.StopRule()))
+    pairs = [nss.TrainingPair(vol, labels)]
+    nss.run(nss.Trainer(model, pairs, "ckpt/", nss.TrainConfig(epochs=1)).run())
+    nss.write_labels("labels.zarr", labels)
+
+``run(generator)`` drains any report generator with a progress bar (Ctrl+C cancels);
+every error the package raises is an ``nss.ScrollSamError``.
 
 Heavy imports are deferred until a name is used.
 """
@@ -34,6 +42,18 @@ _LAZY = {
     "RandomTuples": "napari_scroll_sam.sampling",
     "Filtered": "napari_scroll_sam.sampling",
     "make_mode": "napari_scroll_sam.sampling",
+    "Seed": "napari_scroll_sam.propagation",
+    "StopRule": "napari_scroll_sam.propagation",
+    "SliceReport": "napari_scroll_sam.propagation",
+    "PropagationError": "napari_scroll_sam.propagation",
+    "propagate": "napari_scroll_sam.propagation",
+    "TrainingPair": "napari_scroll_sam.training.data",
+    "Trainer": "napari_scroll_sam.training.trainer",
+    "TrainConfig": "napari_scroll_sam.training.trainer",
+    "run": "napari_scroll_sam.console",
+    "volume_from_layer": "napari_scroll_sam.layers",
+    "new_labels": "napari_scroll_sam.layers",
+    "training_pairs": "napari_scroll_sam.layers",
     "sample_image": "napari_scroll_sam.sampling",
 }
 

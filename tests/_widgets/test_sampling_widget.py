@@ -68,12 +68,16 @@ def test_live_preview_off(setup, phantom, qtbot):
     viewer, widget = setup
     vol = Volume(levels=[phantom[0]], contrast_limits=CL)
     wait_for(qtbot, viewer, sample_image(vol, viewer.dims.current_step[0], EverySlice()))
-    widget.live_check.setChecked(False)
+    assert preview(viewer).opacity < 1 and viewer.layers[-1] is preview(viewer)  # semi-transparent, on top
+    widget.live_check.setChecked(False)  # off: the preview layer goes
+    assert widget.preview_layer is None and [ly.name for ly in viewer.layers] == ["scroll"]
     viewer.dims.set_current_step(0, 1)
     qtbot.wait(60)
-    assert preview(viewer).metadata["z"] != 1
+    assert widget.preview_layer is None
     widget.preview_button.click()
     assert np.array_equal(preview(viewer).data, sample_image(vol, 1, EverySlice()))
+    widget.close()
+    assert [ly.name for ly in viewer.layers] == ["scroll"]
 
 
 def test_volume_from_metadata_and_scaled_layer(make_napari_viewer, phantom, qtbot):

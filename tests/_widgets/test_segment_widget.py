@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_scroll_sam._widgets import segment as segment_module
-from napari_scroll_sam._widgets.segment import BOXES_SUFFIX, MASKS_SUFFIX, PROMPTS_SUFFIX, SegmentWidget
+from napari_scroll_sam import layers as layers_module
+from napari_scroll_sam._widgets.segment import BOXES_SUFFIX, MASKS_SUFFIX, PROMPTS_SUFFIX, SCRATCH_SUFFIX, SegmentWidget
 from napari_scroll_sam.io.phantom import scroll_phantom
 from napari_scroll_sam.io.volume import Volume
 from napari_scroll_sam.sam.embeddings import SliceEmbedder
@@ -65,9 +65,11 @@ def test_point_prompt_gives_the_api_mask(setup, model, image):
     assert masks.name == "scroll" + MASKS_SUFFIX and masks.data.dtype == np.uint32 and masks.data.shape == SHAPE
     assert viewer.layers.selection.active is points and points.mode == "add"
     assert bool(points.feature_defaults["positive"].iloc[0])
+    assert w.scratch_layer().name == "scroll" + SCRATCH_SUFFIX and w.scratch_layer().data.shape == SHAPE
+    w.object_id.setValue(5)
     points.add([3, 30, 30])
     points.add([1, 10, 10])  # another slice: not a prompt for slice 3
-    w.object_id.setValue(5)
+    committed, masks = masks, w.scratch_layer()  # Segment slice writes the current object
     w.segment_button.click()
     assert not w.error_label.text(), w.error_label.text()
     want = reference(model, image, 3, points=[[[30, 30]]], labels=[[1]])[0]
@@ -76,7 +78,7 @@ def test_point_prompt_gives_the_api_mask(setup, model, image):
     assert set(np.unique(masks.data[3])) == {0, 5}
     assert masks.data[[0, 1, 2, 4, 5]].sum() == 0
     assert "predicted IoU" in w.status_label.text() and "object 5" in w.status_label.text()
-    assert masks.selected_label == 5
+    assert masks.selected_label == 5 and committed.data.sum() == 0
 
     # a negative point joins the prompt; re-segmenting replaces the object's pixels on the slice
     w.negative_radio.setChecked(True)
@@ -94,7 +96,8 @@ def test_box_prompts_and_mode(setup, model, image):
     viewer, w = setup
     w.mode_selector.set_mode(Tuples(d=1))
     w.prompt_button.click()
-    points, boxes, masks = w.prompt_layers()
+    points, boxes, _ = w.prompt_layers()
+    masks = w.scratch_layer()
     boxes.add_rectangles(rect(3, 10, 12, 40, 44))
     w.segment_button.click()
     assert not w.error_label.text(), w.error_label.text()
@@ -117,7 +120,7 @@ def test_no_prompt_on_the_slice(setup, model, image):
     points, boxes, masks = w.prompt_layers()
     points.add(np.array([[3, 5, 5], [1, 10, 10], [3, 7, 7]]))
     boxes.add_rectangles([rect(3, 1, 1, 9, 9), rect(4, 1, 1, 9, 9)])
-    w.clear_button.click()  # removes the prompts of slice 3 only
+    w.clear_prompts_button.click()  # removes the prompts of slice 3 only
     np.testing.assert_array_equal(points.data, [[1, 10, 10]])
     assert len(boxes.data) == 1 and boxes.data[0][0, 0] == 4
     w.segment_button.click()
@@ -136,8 +139,9 @@ def test_no_prompt_on_the_slice(setup, model, image):
     assert "no point or box on slice 2" in w.error_label.text()
     assert {"other" + s for s in (PROMPTS_SUFFIX, BOXES_SUFFIX, MASKS_SUFFIX)} <= {ly.name for ly in viewer.layers}
     points, _, masks = w.prompt_layers()
-    assert tuple(points.scale) == tuple(masks.scale) == tuple(other.scale)
+    assert tuple(points.scale) == tuple(masks.scale) == tuple(w.scratch_layer().scale) == tuple(other.scale)
     assert masks.data.shape == (4, 32, 32) and masks.data.sum() == 0
+    masks = w.scratch_layer()
     points.add([2, 16, 16])
     w.segment_button.click()
     assert not w.error_label.text(), w.error_label.text()
@@ -146,7 +150,7 @@ def test_no_prompt_on_the_slice(setup, model, image):
     assert masks.data[[0, 1, 3]].sum() == 0
 
 
-def test_other_objects_kept_unless_overwrite(setup, model, image):
+def test_commit_keeps_other_objects_unless_overwrite(setup, model, image):
     viewer, w = setup
     w.prompt_button.click()
     points, _, masks = w.prompt_layers()
@@ -154,13 +158,52 @@ def test_other_objects_kept_unless_overwrite(setup, model, image):
     points.add([3, 30, 40])
     w.segment_button.click()
     want = reference(model, image, 3, points=[[[30, 40]]], labels=[[1]])[0]
-    assert (masks.data[3, :, :32] == 9).all()
+    np.testing.assert_array_equal(w.scratch_layer().data[3] == 1, want)
+    w.objects_panel.commit_button.click()
+    assert (masks.data[3, :, :32] == 9).all() and w.scratch_layer().data.sum() == 0
     np.testing.assert_array_equal(masks.data[3][:, 32:] == 1, want[:, 32:])
+    assert "kept for other objects" in w.status_label.text() and w.object_id.value() == 2
+    assert len(points.data) == 0  # object 1's prompts are kept with it, off the layer
+    w.object_id.setValue(1)  # back to object 1: its prompts come back
+    np.testing.assert_allclose(points.data, [[3, 30, 40]])
     w.overwrite_check.setChecked(True)
     w.segment_button.click()
+    w.objects_panel.commit_button.click()
     np.testing.assert_array_equal(masks.data[3] == 1, want)
-    w.new_object()
     assert w.object_id.value() == 2
+    w.new_object()  # nothing to commit: a fresh id
+    assert w.object_id.value() == 3
+
+
+def test_keys_commit_clear_next_undo(setup, model, image):
+    """S, C, N, Shift+C and Ctrl+Z through napari's keymap (the prompts layer selected)."""
+    viewer, w = setup
+    w.prompt_button.click()
+    points, _, masks = w.prompt_layers()
+    scratch = w.scratch_layer()
+    press = viewer.window._qt_viewer.canvas._key_map_handler.press_key
+    assert viewer.layers.selection.active is points
+    points.add([3, 30, 30])
+    press("S")
+    want = reference(model, image, 3, points=[[[30, 30]]], labels=[[1]])[0]
+    np.testing.assert_array_equal(scratch.data[3] == 1, want)
+    press("C")
+    np.testing.assert_array_equal(masks.data[3] == 1, want)
+    assert scratch.data.sum() == 0 and w.object_id.value() == 2 and len(points.data) == 0
+    points.add([3, 50, 50])
+    press("S")
+    assert (scratch.data[3] == 2).any()
+    press("Shift-C")
+    assert scratch.data.sum() == 0 and len(points.data) == 0
+    press("Control-Z")  # undo the clear
+    assert (scratch.data[3] == 2).any()
+    press("N")  # commits object 2, then object 3
+    assert (masks.data[3] == 2).any() and w.object_id.value() == 3 and scratch.data.sum() == 0
+    press("Control-Z")  # undo the commit of object 2: masks without it, the scratch and its prompts back
+    assert not (masks.data[3] == 2).any() and (scratch.data[3] == 2).any() and w.object_id.value() == 2
+    np.testing.assert_allclose(points.data, [[3, 50, 50]])
+    np.testing.assert_array_equal(masks.data[3] == 1, want)
+    assert "[S]" in w.segment_button.toolTip() and "[Shift+S]" in w.objects_panel.volume_button.toolTip()
 
 
 def test_embed_volume_caches_every_slice(setup, model, image, cache):
@@ -235,20 +278,22 @@ def test_checkpoint_file_loads(setup, model, image, tmp_path):
     assert not w.error_label.text(), w.error_label.text()
     assert "loaded: tiny:" in w.model_label.text()
     want = reference(model, image, 3, points=[[[30, 30]]], labels=[[1]])[0]
-    np.testing.assert_array_equal(masks.data[3] == 1, want)
+    np.testing.assert_array_equal(w.scratch_layer().data[3] == 1, want)
 
 
 def test_large_volume_masks_are_zarr(setup, model, image, monkeypatch):
-    monkeypatch.setattr(segment_module, "NUMPY_LABELS_MAX_VOXELS", 0)
+    monkeypatch.setattr(layers_module, "NUMPY_LABELS_MAX_VOXELS", 0)
     viewer, w = setup
     w.prompt_button.click()
     points, _, masks = w.prompt_layers()
-    assert not isinstance(masks.data, np.ndarray)
+    assert not isinstance(masks.data, np.ndarray) and not isinstance(w.scratch_layer().data, np.ndarray)
     points.add([3, 30, 30])
     w.segment_button.click()
     want = reference(model, image, 3, points=[[[30, 30]]], labels=[[1]])[0]
+    np.testing.assert_array_equal(np.asarray(w.scratch_layer().data[3]) == 1, want)
+    w.objects_panel.commit_button.click()
     np.testing.assert_array_equal(np.asarray(masks.data[3]) == 1, want)
-    assert np.asarray(masks.data[2]).sum() == 0
+    assert np.asarray(masks.data[2]).sum() == 0 and np.asarray(w.scratch_layer().data[3]).sum() == 0
 
 
 def test_in_a_thread(setup, model, image, cache, monkeypatch, qtbot):
@@ -269,9 +314,64 @@ def test_in_a_thread(setup, model, image, cache, monkeypatch, qtbot):
     # the slice came from the disk cache (float16): compare with an embedder reading that cache
     emb = SliceEmbedder(model, Volume(levels=[image], contrast_limits=CL), cache=cache)
     want = segment_slice(emb, 3, points=[[[30, 30]]], labels=[[1]]).masks[0]
-    np.testing.assert_array_equal(masks.data[3] == 1, want)
+    np.testing.assert_array_equal(w.scratch_layer().data[3] == 1, want)
     # errors come back from the thread too
     w.set_checkpoint(cache / "nothing.pt")
     with qtbot.waitSignal(w.segment_finished, timeout=30000) as blocker:
         w.segment_button.click()
     assert blocker.args == [False] and "no such checkpoint file" in w.error_label.text()
+
+
+def test_segment_volume_cancel_tells_what_is_in_the_layer(make_napari_viewer, qtbot, cache, model):
+    """Shift+S walks the current object through the volume; Shift+S again cancels, and the
+    count said is the count of slices in the current object; Ctrl+Z drops the walk."""
+    from tests.helpers import squares_arrays
+
+    image, truth = squares_arrays(8, 64)
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="squares", contrast_limits=(0, 255))
+    w = SegmentWidget(viewer)
+    qtbot.addWidget(w)
+    w.set_model(model)
+    w.propagate_panel.min_pred_iou_spin.setValue(0)
+    w.propagate_panel.min_slice_iou_spin.setValue(0)
+    w.propagate_panel.max_area_spin.setValue(0)
+    viewer.dims.set_current_step(0, 3)
+    w.prompt_button.click()
+    scratch = w.scratch_layer()
+    w.objects_panel.session().set_slice(3, truth[3] == 2, 1)  # the object drawn on slice 3
+    seen = []
+
+    def cancel_after_two(report):
+        seen.append(report.z)
+        if len(seen) == 2:
+            assert w.objects_panel.volume_button.text() == "Cancel"
+            w.objects_panel.volume_button.click()
+
+    w.volume_report.connect(cancel_after_two)
+    w.objects_panel.volume_button.click()
+    in_layer = [z for z in range(8) if scratch.data[z].any()]
+    assert len(seen) == 2 and 3 in in_layer and 1 < len(in_layer) < 8
+    assert f"{len(in_layer)} slice(s) ({in_layer[0]}–{in_layer[-1]})" in w.status_label.text()
+    assert "cancelled" in w.status_label.text() and w.objects_panel.volume_button.text() == "Segment volume"
+    w.objects_panel.undo_button.click()
+    assert [z for z in range(8) if scratch.data[z].any()] == [3]
+
+
+def test_review_3d(make_napari_viewer, qtbot, cache, model):
+    """Review 3D: the sample's lazy image computed once (its Volume kept: same cache identity),
+    ground truth hidden, the objects on top as surfaces, 3D with an oblique camera."""
+    from napari_scroll_sam.io.phantom import sample_scroll
+
+    viewer = make_napari_viewer()
+    for data, meta, kind in sample_scroll(shape=(8, 64, 64)):
+        getattr(viewer, f"add_{kind}")(data, **meta)
+    w = SegmentWidget(viewer)
+    qtbot.addWidget(w)
+    before = w.volume().identity()
+    w.prompt_button.click()
+    hidden = w.objects_panel.review()
+    image, masks = viewer.layers["scroll"], w.masks_layer()
+    assert sorted(hidden) == ["ink", "sheets"] and not viewer.layers["sheets"].visible
+    assert isinstance(image.data, np.ndarray) and w.volume().identity() == before
+    assert list(viewer.layers)[-2:] == [masks, w.scratch_layer()] and masks.rendering == "iso_categorical" and viewer.dims.ndisplay == 3

@@ -135,10 +135,6 @@ def test_bad_input_shows_an_error_and_trains_nothing(setup):
     # controls checked before anything runs
     w.remove_pair(0)
     w.add_pair()
-    w.out_edit.setText("")
-    w.start()
-    assert "output folder" in w.error_label.text()
-    w.out_edit.setText(str(out))
     w.val_slices_edit.setText("2, x")
     w.start()
     assert "not a slice number" in w.error_label.text()
@@ -154,9 +150,33 @@ def test_bad_input_shows_an_error_and_trains_nothing(setup):
         cb.setChecked(False)
     w.start()
     assert "prompt kind" in w.error_label.text()
-    assert finished == ["failed"] * 7 and not out.exists()
+    assert finished == ["failed"] * 6 and not out.exists()
     with pytest.raises(ValueError, match="already"):
         w.add_pair()
+
+
+def test_defaults_work_offline(make_napari_viewer, qtbot, monkeypatch, tmp_path, model):
+    """A fresh widget starts from the built-in model and, with no folder typed, trains into
+    <cache>/checkpoints/<image>-<time>."""
+    monkeypatch.setenv("NAPARI_SCROLL_SAM_SYNC", "1")
+    monkeypatch.setenv("NAPARI_SCROLL_SAM_CACHE", str(tmp_path / "cache"))
+    image, labels = squares()
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="squares", contrast_limits=(0, 255))
+    viewer.add_labels(labels, name="squares labels")
+    w = TrainWidget(viewer)
+    qtbot.addWidget(w)
+    assert w.model_combo.currentText() == "small" and w.out_edit.text() == ""
+    w.set_model(model)
+    w.epochs_spin.setValue(1)
+    w.batch_spin.setValue(4)
+    finished = []
+    w.training_finished.connect(finished.append)
+    w.start()
+    assert finished == ["done"], w.error_label.text()
+    runs = list((tmp_path / "cache" / "checkpoints").iterdir())
+    assert len(runs) == 1 and runs[0].name.startswith("squares-") and (runs[0] / "best.pt").is_file()
+    assert w.best_checkpoint() == runs[0] / "best.pt"
 
 
 def test_parse_slices():

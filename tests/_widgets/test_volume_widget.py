@@ -157,3 +157,25 @@ def test_volpkg_volume_choice(widget, tmp_path, volume_array):
     combo.activated.emit(1)  # what a user's choice emits
     assert widget.viewer.layers[-1].data.shape == (5, 40, 50)
     assert widget.volume.name == "scroll1/20230206171837" and combo.currentText() == "20230206171837"
+
+
+def test_follows_any_selected_image_layer(widget, volume_array):
+    """The plugin's sample and a plain numpy image are wrapped as Volumes (scale, window);
+    selecting a non-image layer keeps the volume; an RGB image says why it is none."""
+    from napari_scroll_sam.io.phantom import sample_scroll
+
+    viewer = widget.viewer
+    for data, meta, kind in sample_scroll(shape=(8, 32, 32)):
+        getattr(viewer, f"add_{kind}")(data, **meta)
+    viewer.layers.selection.active = viewer.layers["scroll"]
+    assert widget.volume is not None and widget.volume.shape == (8, 32, 32) and widget.volume.name == "scroll"
+    assert "no volume" not in widget.info_label.text() and widget.crop_button.isEnabled()
+    viewer.add_image(volume_array, name="plain", scale=(2, 1, 1), contrast_limits=(0, 1000))
+    assert widget.volume.name == "plain" and widget.volume.voxel_size == (2.0, 1.0, 1.0)
+    assert widget.volume.contrast_limits == (0.0, 1000.0)
+    viewer.layers.selection.active = viewer.layers["sheets"]  # labels: the volume stays
+    assert widget.volume.name == "plain"
+    widget.crop_button.click()
+    assert viewer.layers[-1].data.shape == volume_array.shape
+    viewer.add_image(np.zeros((8, 8, 3), np.uint8), name="photo", rgb=True)
+    assert widget.volume is None and "'photo' is an RGB image" in widget.info_label.text()

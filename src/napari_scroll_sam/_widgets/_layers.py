@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from napari.layers import Image
 
+#: the largest object id the widgets offer
+MAX_OBJECT_ID = 2**31 - 1
+
 
 def volume_image_names(viewer) -> list[str]:
     """Names of the 3D grey image layers (not RGB, not a sampling preview)."""

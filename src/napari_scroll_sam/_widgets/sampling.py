@@ -1,4 +1,4 @@
-"""The "Sampling" dock widget and ``ModeSelector``, the reusable mode chooser.
+"""The "Sampling" dock widget (``ModeSelector``, the reusable mode chooser: mode_selector.py).
 
 A thin face over ``napari_scroll_sam.sampling``: the selector builds its controls
 from ``MODES`` and returns mode objects; the widget shows ``sample_image`` for the
@@ -7,307 +7,20 @@ current slice as an RGB layer, and which slices ``mode.slices(volume)`` passes.
 
 from __future__ import annotations
 
-import dask.array as da
 from napari.layers import Image, Labels
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QListWidget, QPushButton, QSpinBox,
-    QStackedWidget, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QListWidget, QPushButton, QVBoxLayout, QWidget,
 )
 
 from ..io.volume import Volume
-from ._layers import refill_combo, volume_image_names
+from ..sampling import Filtered, sample_image
 from ._errors import call_or_show, clear_widget_error
-from ..sampling import MODES, Filtered, make_mode, sample_image
-
-INT_MAX = 1_000_000
-NO_ARRAY = "(none)"
+from ._layers import refill_combo, volume_image_names
+from .mode_selector import ModeSelector
 PREVIEW_SUFFIX = " [sampling preview]"
+PREVIEW_OPACITY = 0.6
 FIRST_FEW = 8
-
-
-# --- one control per parameter kind ---------------------------------------------------
-
-
-class _Control:
-    """A parameter's widget: ``widget``, ``value()``, ``set_value(v)``; calls ``on_change``."""
-
-    def __init__(self, param, on_change):
-        self.param = param
-        self.on_change = on_change
-
-
-class _IntControl(_Control):
-    def __init__(self, param, on_change):
-        super().__init__(param, on_change)
-        self.widget = self.spin = QSpinBox(toolTip=param.help)
-        self.spin.setRange(int(param.minimum or 0), int(param.maximum or INT_MAX))
-        self.spin.setValue(int(param.default))
-        self.spin.valueChanged.connect(lambda _: on_change())
-
-    def value(self):
-        return self.spin.value()
-
-    def set_value(self, v):
-        self.spin.setValue(int(v))
-
-
-class _FloatControl(_Control):
-    def __init__(self, param, on_change, optional=False):
-        super().__init__(param, on_change)
-        self.spin = QDoubleSpinBox(toolTip=param.help, decimals=3, singleStep=0.05)
-        self.spin.setRange(param.minimum if param.minimum is not None else -1e9,
-                           param.maximum if param.maximum is not None else 1e9)
-        self.spin.valueChanged.connect(lambda _: on_change())
-        self.check = None
-        if optional:
-            self.check = QCheckBox(toolTip=param.help)
-            self.check.toggled.connect(self._toggled)
-            self.widget = _row(self.check, self.spin)
-            self.spin.setValue(0.1)
-            self.spin.setEnabled(False)
-        else:
-            self.widget = self.spin
-            self.spin.setValue(float(param.default))
-
-    def _toggled(self, on):
-        self.spin.setEnabled(on)
-        self.on_change()
-
-    def value(self):
-        if self.check is not None and not self.check.isChecked():
-            return None
-        return self.spin.value()
-
-    def set_value(self, v):
-        if self.check is not None:
-            self.check.setChecked(v is not None)
-        if v is not None:
-            self.spin.setValue(float(v))
-
-
-class _BoolControl(_Control):
-    def __init__(self, param, on_change):
-        super().__init__(param, on_change)
-        self.widget = self.check = QCheckBox(toolTip=param.help)
-        self.check.setChecked(bool(param.default))
-        self.check.toggled.connect(lambda _: on_change())
-
-    def value(self):
-        return self.check.isChecked()
-
-    def set_value(self, v):
-        self.check.setChecked(bool(v))
-
-
-class _RangeControl(_Control):
-    """Optional ``(start, stop)``: a check box and two spin boxes."""
-
-    def __init__(self, param, on_change):
-        super().__init__(param, on_change)
-        self.check = QCheckBox(toolTip=param.help)
-        self.start, self.stop = QSpinBox(toolTip="start (included)"), QSpinBox(toolTip="stop (excluded)")
-        self.start.setRange(0, INT_MAX - 1)
-        self.stop.setRange(1, INT_MAX)
-        self.stop.setValue(INT_MAX)
-        self.widget = _row(self.check, self.start, QLabel("to"), self.stop)
-        self.check.toggled.connect(self._toggled)
-        self._toggled(False, notify=False)
-        for s in (self.start, self.stop):
-            s.valueChanged.connect(self._bounds)
-
-    def _toggled(self, on, notify=True):
-        self.start.setEnabled(on)
-        self.stop.setEnabled(on)
-        if notify:
-            self.on_change()
-
-    def _bounds(self, _):
-        if self.stop.value() <= self.start.value():
-            self.stop.setValue(self.start.value() + 1)
-        self.on_change()
-
-    def set_n_slices(self, n: int):
-        """Stop defaults to the volume's depth."""
-        if not self.check.isChecked() or self.stop.value() > n:
-            self.stop.blockSignals(True)
-            self.stop.setValue(max(n, 1))
-            self.stop.blockSignals(False)
-
-    def value(self):
-        return (self.start.value(), self.stop.value()) if self.check.isChecked() else None
-
-    def set_value(self, v):
-        self.check.setChecked(v is not None)
-        if v is not None:
-            self.stop.setValue(int(v[1]))
-            self.start.setValue(int(v[0]))
-            self.stop.setValue(int(v[1]))
-
-
-class _ArrayControl(_Control):
-    """An optional array, chosen by name among ``set_choices({name: array})``."""
-
-    def __init__(self, param, on_change):
-        super().__init__(param, on_change)
-        self.widget = self.combo = QComboBox(toolTip=param.help)
-        self.choices: dict = {}
-        self.set_choices({})
-        self.combo.currentIndexChanged.connect(lambda _: on_change())
-
-    def set_choices(self, choices: dict):
-        current = self.combo.currentText()
-        self.choices = dict(choices)
-        self.combo.blockSignals(True)
-        self.combo.clear()
-        self.combo.addItems([NO_ARRAY, *self.choices])
-        self.combo.setCurrentText(current if current in self.choices else NO_ARRAY)
-        self.combo.blockSignals(False)
-        if self.combo.currentText() != current:
-            self.on_change()
-
-    def name(self):
-        name = self.combo.currentText()
-        return name if name in self.choices else None
-
-    def value(self):
-        name = self.name()
-        return None if name is None else self.choices[name]
-
-    def set_value(self, v, name=None):
-        if v is None:
-            self.combo.setCurrentText(NO_ARRAY)
-            return
-        found = next((k for k, a in self.choices.items() if a is v), None)
-        if found is None:
-            found = name or "(given array)"
-            self.set_choices({**self.choices, found: v})
-        self.combo.setCurrentText(found)
-
-
-def _row(*widgets):
-    w = QWidget()
-    lay = QHBoxLayout(w)
-    lay.setContentsMargins(0, 0, 0, 0)
-    for x in widgets:
-        lay.addWidget(x, 1 if isinstance(x, (QSpinBox, QDoubleSpinBox)) else 0)
-    return w
-
-
-_CONTROLS = {"int": _IntControl, "float": _FloatControl, "bool": _BoolControl, "range": _RangeControl,
-             "array": _ArrayControl, "optional_float": lambda p, cb: _FloatControl(p, cb, optional=True)}
-
-
-# --- the selector -----------------------------------------------------------------------
-
-
-class ModeSelector(QWidget):
-    """Choose a sampling mode and its parameters; knows nothing of a viewer.
-
-    ``mode()`` returns the mode object (``napari_scroll_sam.sampling``), ``set_mode(mode)``
-    shows one, ``changed`` fires on every edit. ``set_arrays({name: array})`` offers
-    arrays for the filter's ``mask`` / ``annotated`` rules; ``set_n_slices(n)`` sets
-    the z range's default stop. ``modes`` restricts the names offered.
-    """
-
-    changed = Signal()
-
-    def __init__(self, parent=None, modes=None):
-        super().__init__(parent)
-        self.names = [n for n in (modes or MODES) if n in MODES]
-        self.mode_combo = QComboBox()
-        self.stack = QStackedWidget()
-        self.controls: dict = {}
-        self.base: ModeSelector | None = None
-        self.describe_label = QLabel(wordWrap=True, styleSheet="color: gray;")
-        self._quiet = False
-        for name in self.names:
-            spec = MODES[name]
-            self.mode_combo.addItem(spec.label, name)
-            page = QWidget()
-            form = QFormLayout(page)
-            form.setContentsMargins(0, 0, 0, 0)
-            self.controls[name] = {}
-            for p in spec.params:
-                if p.kind == "mode":
-                    self.base = ModeSelector(modes=[m for m in MODES if m != name])
-                    self.base.describe_label.hide()
-                    self.base.changed.connect(self._emit)
-                    self.base.mode_combo.setToolTip(p.help)
-                    form.addRow("base", self.base)
-                    continue
-                ctl = _CONTROLS[p.kind](p, self._emit)
-                ctl.widget.setToolTip(p.help)
-                self.controls[name][p.name] = ctl
-                form.addRow(p.name.replace("_", " "), ctl.widget)
-            self.stack.addWidget(page)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.mode_combo)
-        lay.addWidget(self.stack)
-        lay.addWidget(self.describe_label)
-        self.mode_combo.currentIndexChanged.connect(self._on_mode)
-        self._on_mode(self.mode_combo.currentIndex())
-
-    def _on_mode(self, i):
-        self.stack.setCurrentIndex(i)
-        self._emit()
-
-    def _emit(self):
-        # a page as tall as its own controls, not as the tallest page
-        self.stack.setMaximumHeight(self.stack.currentWidget().sizeHint().height())
-        if self._quiet:
-            return
-        try:
-            self.describe_label.setText(self.mode().describe())
-        except Exception as e:  # noqa: BLE001 - shown, not raised: the user is still typing
-            self.describe_label.setText(str(e))
-        self.changed.emit()
-
-    def mode(self):
-        """The sampling mode these controls describe."""
-        name = self.mode_combo.currentData()
-        params = {k: c.value() for k, c in self.controls[name].items()}
-        if name == "filtered":
-            for k in ("mask", "annotated"):
-                params[f"{k}_name"] = self.controls[name][k].name() if k in self.controls[name] else None
-            return Filtered(base=self.base.mode(), **params)
-        return make_mode(name, **params)
-
-    def set_mode(self, mode) -> None:
-        """Show ``mode`` (a mode object or a name); emits ``changed`` once."""
-        mode = make_mode(mode) if isinstance(mode, str) else mode
-        if mode.name not in self.names:
-            raise ValueError(f"this selector offers {', '.join(self.names)}, not {mode.name!r}")
-        self._quiet = True
-        try:
-            self.mode_combo.setCurrentIndex(self.names.index(mode.name))
-            for k, ctl in self.controls[mode.name].items():
-                if isinstance(ctl, _ArrayControl):
-                    ctl.set_value(getattr(mode, k), getattr(mode, f"{k}_name", None))
-                else:
-                    ctl.set_value(getattr(mode, k))
-            if mode.name == "filtered":
-                self.base.set_mode(mode.base)
-        finally:
-            self._quiet = False
-        self._emit()
-
-    def set_arrays(self, arrays: dict) -> None:
-        """Offer these named arrays for the filter's ``mask`` and ``annotated`` rules."""
-        for ctls in self.controls.values():
-            for ctl in ctls.values():
-                if isinstance(ctl, _ArrayControl):
-                    ctl.set_choices(arrays)
-
-    def set_n_slices(self, n: int) -> None:
-        for ctls in self.controls.values():
-            for ctl in ctls.values():
-                if isinstance(ctl, _RangeControl):
-                    ctl.set_n_slices(n)
-
-
-# --- the dock widget ------------------------------------------------------------------------
 
 
 class SamplingWidget(QWidget):
@@ -322,11 +35,11 @@ class SamplingWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.preview_layer: Image | None = None
-        self._volumes: dict = {}
         self.image_combo = QComboBox(toolTip="the image layer to sample")
         self.selector = ModeSelector()
         self.live_check = QCheckBox("Live preview", checked=True,
-                                    toolTip="show what SAM sees on the current slice, as an RGB layer")
+                                    toolTip="show what SAM sees on the current slice, as a semi-transparent RGB layer over the "
+                                            "image (off: the layer goes)")
         self.preview_button = QPushButton("Preview")
         self.channels_label = QLabel()
         self.compute_button = QPushButton("Compute", toolTip="read the volume to find the slices that pass")
@@ -357,7 +70,7 @@ class SamplingWidget(QWidget):
         self._timer.timeout.connect(self.update_preview)
         self.image_combo.currentIndexChanged.connect(self._on_image)
         self.selector.changed.connect(self._on_mode)
-        self.live_check.toggled.connect(lambda on: on and self._schedule())
+        self.live_check.toggled.connect(lambda on: self._schedule() if on else self.remove_preview())
         self.preview_button.clicked.connect(self.update_preview)
         self.compute_button.clicked.connect(lambda: self.update_slices(compute=True))
         self.slices_list.itemClicked.connect(lambda item: self.go_to(int(item.text().split()[-1])))
@@ -376,23 +89,10 @@ class SamplingWidget(QWidget):
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
     def volume(self) -> Volume | None:
-        """The chosen layer's ``metadata["volume"]``, else its data wrapped (window: the layer's)."""
-        layer = self.layer
-        if layer is None:
-            return None
-        vol = layer.metadata.get("volume")
-        if isinstance(vol, Volume):
-            return vol
-        data = list(layer.data) if layer.multiscale else [layer.data]
-        key = (id(layer.data), tuple(layer.contrast_limits))
-        cached = self._volumes.get(id(layer))
-        if cached is None or cached[0] != key:
-            # name=False: no hashing of in-memory data; the Volume is kept while data and window stay
-            levels = [a if isinstance(a, da.Array) else da.from_array(a, chunks=(1, -1, -1), name=False)
-                      for a in data]
-            cached = (key, Volume(levels=levels, contrast_limits=layer.contrast_limits, name=layer.name))
-            self._volumes[id(layer)] = cached
-        return cached[1]
+        """The chosen layer as a Volume (``layers.volume_from_layer``), or None."""
+        from ..layers import volume_from_layer
+
+        return None if self.layer is None else volume_from_layer(self.layer)
 
     def current_z(self) -> int | None:
         """The viewer's current slice in the layer's voxels (``dims.current_step[0]`` for a plain layer)."""
@@ -435,15 +135,26 @@ class SamplingWidget(QWidget):
                 self.viewer.layers.remove(pl)
             pl = None
         if pl is None:
+            # semi-transparent, over the image it previews; removed when Live preview is off
             pl = self.viewer.add_image(
                 rgb, rgb=True, name=name, scale=tuple(layer.scale[-2:]), translate=tuple(layer.translate[-2:]),
-                metadata={"sampling_preview": layer.name})
+                opacity=PREVIEW_OPACITY, blending="translucent_no_depth", metadata={"sampling_preview": layer.name})
             self.preview_layer = pl
             # keep the image layer selected (adding a layer selects it)
             self.viewer.layers.selection.active = layer
         else:
             pl.data = rgb
         pl.metadata.update(z=z, mode=mode.key())
+
+    def remove_preview(self) -> None:
+        """Take the preview layer out of the viewer (Live preview off, or the widget closed)."""
+        pl, self.preview_layer = self.preview_layer, None
+        if pl is not None and pl in self.viewer.layers:
+            self.viewer.layers.remove(pl)
+
+    def closeEvent(self, event):  # noqa: N802 - Qt
+        self.remove_preview()
+        super().closeEvent(event)
 
     def update_slices(self, compute: bool = False) -> None:
         """Which slices pass: directly when that needs no reading, else on ``compute``."""

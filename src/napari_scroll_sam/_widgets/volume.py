@@ -26,7 +26,8 @@ Z_HALF = 16  # "From view": the current slice +- this many slices
 
 
 class VolumeWidget(QWidget):
-    """Open a volume and work with it; follows the active layer's ``metadata["volume"]``.
+    """Open a volume and work with it; follows the selected image layer (its
+    ``metadata["volume"]``, or the layer wrapped as a Volume).
 
     Public parts: ``path_edit``, ``browse_button`` (menu: folder / file), ``open_button``,
     ``volume_combo`` (volumes of a volpkg), ``info_label``, ``error_label``, ``level_combo``,
@@ -160,7 +161,7 @@ class VolumeWidget(QWidget):
         self.level_combo.blockSignals(True)
         self.level_combo.clear()
         if vol is None:
-            self.info_label.setText("no volume: open one, or select a layer opened by this plugin")
+            self.info_label.setText("no volume: open one, or select an image layer")
         else:
             lines = [ln for ln in vol.describe().splitlines() if not ln.startswith(("path:", "levels:", "also"))]
             if vol.multiscale:
@@ -194,9 +195,22 @@ class VolumeWidget(QWidget):
         e.setValue(min(max(stop, 1), n))
 
     def _on_active(self, *_):
+        """Follow the selected image layer: the plugin's volume, or any napari image layer
+        wrapped as a Volume (``layers.volume_from_layer``: its scale and window)."""
+        from napari.layers import Image
+
+        from ..layers import volume_from_layer
+
         layer = self.viewer.layers.selection.active
-        vol = getattr(layer, "metadata", {}).get("volume") if layer is not None else None
-        if self._follow and isinstance(vol, Volume) and vol is not self.volume:
+        if not self._follow or not isinstance(layer, Image) or "sampling_preview" in layer.metadata:
+            return
+        try:
+            vol = volume_from_layer(layer)
+        except Exception as e:  # noqa: BLE001 - an RGB or 2D image: say so, keep nothing
+            self.set_volume(None)
+            self.info_label.setText(f"{e}")
+            return
+        if vol is not self.volume:
             self.set_volume(vol)
 
     # --- helpers ----------------------------------------------------------------

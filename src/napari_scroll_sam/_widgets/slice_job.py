@@ -1,0 +1,87 @@
+"""Segment slice (S): the current slice's prompts → ``segment_slice`` (off the GUI thread)
+→ the current object's slice (``ObjectSession.set_slice``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..sam.layer_prompts import prompts_on_slice
+from ._workers import Job
+
+
+class SliceJob:
+    def __init__(self, segment):
+        self.seg = segment
+        self.job: Job | None = None
+        self.ok = False
+        self._emb, self._emb_key = None, None
+
+    def start(self) -> None:
+        seg = self.seg
+        if self.job is not None and self.job.running:
+            return
+        seg._clear_error()
+        p = seg._try(self._prepare)
+        if p is None:
+            seg.segment_finished.emit(False)
+            return
+        seg.segment_button.setEnabled(False)
+        seg.status_label.setText(f"segmenting slice {p['z']}…")
+        self.ok = False
+        self.job = Job(self._gen(p), on_yield=seg._on_job_item, on_return=self._paste,
+                       on_error=lambda e: (seg.status_label.setText(""), seg._show_error(e)),
+                       on_finish=self._on_finished)
+        self.job.start()
+
+    def _prepare(self) -> dict:
+        seg = self.seg
+        layer, vol = seg.layer, seg.volume()
+        if layer is None or vol is None:
+            raise ValueError("no image layer: add a 3D image first (File → Open, or the Volume widget)")
+        z = seg.current_z()
+        if z is None:
+            raise ValueError("the current slice is outside the image: move the z slider onto it")
+        seg.add_prompt_layers()
+        pts, pos, rects = seg._prompts_in_image(seg._z_world())
+        return {"z": z, "prompts": prompts_on_slice(pts, pos, rects, z, vol.shape), "volume": vol,
+                "mode": seg.mode_selector.mode(), "key": seg._wanted_model_key(),
+                "object_id": seg.object_id.value(), "image": layer.name}
+
+    def _gen(self, p):
+        from ..sam.segment import segment_slice
+
+        model = yield from self.seg._model_job_part(p["key"])
+        emb = self.embedder(model, p["volume"], p["mode"])
+        if not emb.is_cached(p["z"]):
+            yield f"encoding slice {p['z']}…"
+        return p, segment_slice(emb, p["z"], **p["prompts"])
+
+    def _paste(self, result):
+        seg = self.seg
+        p, pred = result
+        if seg.layer is None or seg.layer.name != p["image"]:
+            seg._show_error(f"the image {p['image']!r} is no longer the chosen one: nothing was pasted")
+            return
+        mask = np.asarray(pred.masks).any(axis=0)
+        n = seg._try(lambda: seg.objects_panel.session().set_slice(p["z"], mask, p["object_id"]))
+        if n is None:
+            return
+        seg.objects_panel.refresh()
+        ious = ", ".join(f"{v:.2f}" for v in np.asarray(pred.iou, float))
+        extra = f" (union of {len(pred.masks)} box prompts)" if len(pred.masks) > 1 else ""
+        seg.status_label.setText(f"slice {p['z']}, object {p['object_id']}: {n} px{extra}; predicted IoU {ious} "
+                                 f"— Commit (C) to keep it")
+        self.ok = True
+
+    def _on_finished(self, cancelled: bool):
+        self.seg.segment_button.setEnabled(self.seg.layer is not None)
+        self.seg.segment_finished.emit(bool(self.ok and not cancelled))
+
+    def embedder(self, model, volume, mode):
+        """Segment's ``SliceEmbedder`` for this model, volume and mode (made when they change)."""
+        from ..sam.embeddings import SliceEmbedder
+
+        key = (model.model_id, str(model.device), volume.identity(), tuple(volume.contrast_limits), mode.key())
+        if self._emb is None or self._emb_key != key:
+            self._emb, self._emb_key = SliceEmbedder(model, volume, mode), key
+        return self._emb
