@@ -44,6 +44,8 @@ _LAZY = {
     "make_mode": "napari_scroll_sam.sampling",
     "Seed": "napari_scroll_sam.propagation",
     "StopRule": "napari_scroll_sam.propagation",
+    "WalkConfig": "napari_scroll_sam.propagation",
+    "walk_summary": "napari_scroll_sam.propagation",
     "SliceReport": "napari_scroll_sam.propagation",
     "PropagationError": "napari_scroll_sam.propagation",
     "propagate": "napari_scroll_sam.propagation",
