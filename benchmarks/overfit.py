@@ -77,19 +77,23 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--freeze", nargs="+", default=["encoder", "none"])
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--loss", default="bce", choices=["bce", "focal"])
+    ap.add_argument("--only", nargs="*", default=None, help="volumes to run (isbi, chloroplast)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     res = {"protocol": "one annotated train slice, true-box prompts, no augmentation; scored on that slice "
-                       "with true boxes", "model": args.model, "steps": args.steps, "runs": {}}
+                       "with true boxes", "model": args.model, "steps": args.steps, "lr": args.lr, "loss": args.loss, "runs": {}}
     for name, (img, lab, window, kind) in slices().items():
+        if args.only and name not in args.only:
+            continue
         pair = TrainingPair(Volume(levels=[img], contrast_limits=tuple(window), name=name), lab, name=name,
                             objects=kind)
         for freeze in args.freeze:
             model = load_model(args.model, device="cpu")
             with tempfile.TemporaryDirectory() as tmp:
                 cfg = TrainConfig(epochs=1, lr=args.lr, batch_size=4, freeze=freeze, val_fraction=0.0, patience=0,
-                                  prompt_kinds=("box",), corrective_rounds=0, augment=False, loss="bce",
+                                  prompt_kinds=("box",), corrective_rounds=0, augment=False, loss=args.loss,
                                   warmup_steps=10, objects_per_sample=16)
                 tr = Trainer(model, [pair], tmp, cfg, cache=False)
                 cfg.epochs = max(1, -(-args.steps // tr.steps_per_epoch))

@@ -228,7 +228,7 @@ def test_overfits_one_slice(tmp_path):
     encoder trained: it must fit that slice (the real-data version is benchmarks/overfit.py)."""
     image, labels = squares_arrays(2, 64, 0)
     pair = TrainingPair(Volume(levels=[image[:1]], contrast_limits=(0, 255), name="one"), labels[:1], name="one")
-    cfg = TrainConfig(epochs=150, lr=3e-3, batch_size=1, freeze="none", val_fraction=0.0, patience=0,
+    cfg = TrainConfig(epochs=60, lr=5e-3, batch_size=1, freeze="none", val_fraction=0.0, patience=0,
                       prompt_kinds=("box",), corrective_rounds=0, augment=False, loss="bce", warmup_steps=10)
     tr = Trainer(tiny_model(seed=0), [pair], tmp_path / "f", cfg, cache=False)
     for _ in tr.run():
