@@ -110,7 +110,7 @@ def build_model(args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--arch", default="small", help="a configuration name (small, base)")
+    ap.add_argument("--arch", default="small", help="a configuration name (small, small_fb)")
     ap.add_argument("--init", default="small", help="warm-start weights (a model name or file), or 'random'")
     ap.add_argument("--out", required=True)
     ap.add_argument("--resume", default=None)

@@ -43,7 +43,7 @@ def test_a_filters_sam_goes_through_every_path(tmp_path):
     with torch.no_grad():
         assert sam.image_encoder(x).shape == (2, 32, 4, 4)
     assert infer_config(sam.state_dict()).stem == "filters"
-    assert dataclasses.replace(infer_config(build_sam("base").state_dict()), name="base") == CONFIGS["base"]
+    assert dataclasses.replace(infer_config(build_sam("small_fb").state_dict()), name="small_fb") == CONFIGS["small_fb"]
     model = SamModel(sam, TINY, torch.device("cpu"), "tinyfb:0", "tinyfb")
     path = save_checkpoint(tmp_path / "fb.pt", model, dtype=torch.float16)
     back = load_model(path, device="cpu")

@@ -142,11 +142,12 @@ CONFIGS: dict[str, SamConfig] = {
                        decoder_num_heads=4, iou_head_hidden_dim=128),
     # small's ViT, neck and decoder behind a fixed filter bank (Gaussian, gradient, Hessian
     # and structure-tensor eigenvalues at sigma 1, 2, 4) and three learned convolutions.
-    "base": SamConfig("base", img_size=256, patch_size=16, encoder_embed_dim=128,
-                      encoder_depth=4, encoder_num_heads=4, encoder_global_attn_indexes=(1, 3),
-                      window_size=8, prompt_embed_dim=128, decoder_mlp_dim=512,
-                      decoder_num_heads=4, iou_head_hidden_dim=128, stem="filters",
-                      stem_sigmas=DEFAULT_SIGMAS),
+    # No weights are shipped for it (the sweep in README: no faster learning than small's).
+    "small_fb": SamConfig("small_fb", img_size=256, patch_size=16, encoder_embed_dim=128,
+                          encoder_depth=4, encoder_num_heads=4, encoder_global_attn_indexes=(1, 3),
+                          window_size=8, prompt_embed_dim=128, decoder_mlp_dim=512,
+                          decoder_num_heads=4, iou_head_hidden_dim=128, stem="filters",
+                          stem_sigmas=DEFAULT_SIGMAS),
 }
 
 
