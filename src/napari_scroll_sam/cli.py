@@ -295,6 +295,10 @@ def _training_pairs(args):
             image, sheets, _ = scroll_phantom(tuple(args.phantom_shape), seed=1000 + i, wraps=wraps)
             vol = Volume(levels=[image.compute()], contrast_limits=(7000, 40000), name=f"phantom-{1000 + i}")
             pairs.append(TrainingPair(vol, sheets.compute(), name=vol.name))
+    if getattr(args, "synthetic", 0):
+        from .training.synthetic import synthetic_pairs
+
+        pairs += synthetic_pairs(None, args.synthetic, slices=8, seed=100_000)
     images, labels = args.images or [], args.labels or []
     if len(images) != len(labels):
         from .training.data import TrainingDataError
@@ -331,11 +335,15 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, freeze=args.freeze,
                       seed=args.seed, val_fraction=args.val_fraction, patience=args.patience,
                       prompt_kinds=tuple(args.prompts), corrective_rounds=args.corrective_rounds,
-                      objects_per_sample=args.objects_per_sample, warmup_steps=args.warmup, loss=args.loss)
+                      objects_per_sample=args.objects_per_sample, warmup_steps=args.warmup,
+                      warmup_epochs=args.warmup_epochs, min_steps=args.min_steps, augment=not args.no_augment,
+                      loss=args.loss)
     trainer = Trainer(model, pairs, args.out, cfg, mode=_mode_from_args(args), cache=args.cache,
                       resume=args.resume)
     print(f"{len(trainer.train_samples)} training and {len(trainer.val_samples)} validation samples; "
           f"{trainer.total_steps} steps; model {model.model_id} on {model.device}", flush=True)
+    if trainer.validation_warning:
+        print(f"warning: {trainer.validation_warning}", file=sys.stderr, flush=True)
     bar = None
     gen = trainer.run()
     try:
@@ -348,7 +356,9 @@ def cmd_train(args) -> int:
                 bar.update(1)
                 bar.set_postfix(loss=f"{r.loss:.3f}", iou=f"{r.train_iou:.3f}", lr=f"{r.lr:.2e}")
             elif isinstance(r, EpochReport):
-                val = "" if r.val_iou is None else f" val IoU {r.val_iou:.3f} Dice {r.val_dice:.3f}"
+                val = "" if r.val_iou is None else (f" val IoU {r.val_iou:.3f} Dice {r.val_dice:.3f} (true box "
+                                                    f"{r.val_box:.3f}, one click {r.val_click:.3f}; "
+                                                    f"{r.val_slices} held-out slices)")
                 tqdm.write(f"epoch {r.epoch}: train loss {r.train_loss:.3f}{val}{' (best)' if r.best else ''}")
                 if r.stopped:
                     tqdm.write(f"early stop: {r.stopped}")
@@ -474,7 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, default=10)
     tr.add_argument("--lr", type=float, default=1e-4)
     tr.add_argument("--batch-size", type=int, default=4)
-    tr.add_argument("--warmup", type=int, default=20)
+    tr.add_argument("--warmup", type=int, default=None, help="warm-up in steps (overrides --warmup-epochs)")
+    tr.add_argument("--warmup-epochs", type=float, default=1.0, help="warm-up in epochs, the unit of --patience")
+    tr.add_argument("--min-steps", type=int, default=100, help="no early stop before this many steps")
+    tr.add_argument("--no-augment", action="store_true", help="train without augmentation (on by default)")
+    tr.add_argument("--synthetic", type=int, default=0,
+                    help="add N domain-randomised synthetic volumes of 8 slices (training.synthetic)")
     tr.add_argument("--objects-per-sample", type=int, default=8)
     tr.add_argument("--prompts", nargs="+", default=["point", "box", "background"])
     tr.add_argument("--corrective-rounds", type=int, default=1)

@@ -107,7 +107,7 @@ def test_unfrozen_encoder_changes(tmp_path):
 
 
 def test_early_stop_and_cancel_keep_checkpoints(tmp_path):
-    _, reports = _run(tmp_path, "e", epochs=6, lr=0.0, patience=1)
+    _, reports = _run(tmp_path, "e", epochs=6, lr=0.0, patience=1, min_steps=0)
     epochs = [r for r in reports if isinstance(r, EpochReport)]
     assert len(epochs) == 2 and epochs[-1].stopped and "no better validation score" in epochs[-1].stopped
     model = tiny_model(seed=0)
@@ -160,3 +160,88 @@ def test_bce_loss_option_and_parts():
     assert float(bce) == pytest.approx(parts_b["bce"] + parts_b["dice"] + parts_b["iou_mse"], rel=1e-4)
     with pytest.raises(TrainingError, match="loss"):
         TrainConfig(loss="l2")
+
+
+# --- schedules in epochs, early stopping, honest validation (issue 12) ------------------
+
+def test_warmup_is_in_epochs_like_patience(tmp_path):
+    model = tiny_model(seed=0)
+    tr = Trainer(model, [squares()], tmp_path / "w", TrainConfig(epochs=4, batch_size=1, warmup_epochs=2.0,
+                                                                  val_fraction=0.25), cache=False)
+    assert tr.steps_per_epoch == 4  # 4 training slices (of 5 annotated) x 1 tile, batch 1
+    assert tr.warmup_steps == 8
+    assert tr.lr_at(0) < tr.lr_at(7) == pytest.approx(tr.config.lr) and tr.lr_at(15) < tr.config.lr / 10
+    explicit = Trainer(model, [squares()], tmp_path / "w2", TrainConfig(warmup_steps=2, val_fraction=0.25), cache=False)
+    assert explicit.warmup_steps == 2
+
+
+def test_early_stop_waits_for_min_steps_and_warmup(tmp_path):
+    # lr 0: validation never improves, patience 1 would stop after epoch 2 …
+    _, reports = _run(tmp_path, "m", epochs=5, lr=0.0, patience=1, min_steps=7)
+    epochs = [r for r in reports if isinstance(r, EpochReport)]
+    # … but 2 steps per epoch: not before step 7, i.e. at the end of epoch 4
+    assert [r.epoch for r in epochs] == [1, 2, 3, 4] and epochs[-1].stopped and epochs[-1].step == 8
+    _, reports = _run(tmp_path, "m2", epochs=5, lr=0.0, patience=1, min_steps=0, warmup_epochs=3.0,
+                      warmup_steps=None)
+    assert [r.epoch for r in reports if isinstance(r, EpochReport)] == [1, 2, 3]  # warm-up = 6 steps
+
+
+def test_validation_warns_when_it_rests_on_few_slices(tmp_path, caplog):
+    model = tiny_model(seed=0)
+    few = Trainer(model, [squares()], tmp_path / "v", TrainConfig(val_fraction=0.25), cache=False)
+    assert few.validation_warning and "1 held-out slice" in few.validation_warning
+    assert "too few to trust" in caplog.text
+    none = Trainer(model, [squares()], tmp_path / "v0", TrainConfig(val_fraction=0.0), cache=False)
+    assert "no validation" in none.validation_warning
+    enough = Trainer(model, [squares(n=12)], tmp_path / "v2", TrainConfig(val_fraction=0.3), cache=False)
+    assert enough.validation_warning is None and sum(map(len, enough.val_slices)) == 3
+    reports = [r for r in enough.run() if isinstance(r, EpochReport)]
+    r = reports[0]
+    assert r.val_slices == 3 and 0 <= r.val_box <= 1 and 0 <= r.val_click <= 1
+    assert r.val_iou == pytest.approx((r.val_box + r.val_click) / 2)  # as many box as click prompts
+
+
+def test_other_labelled_slices_validate(tmp_path):
+    pair = squares()
+    pair.slices = [0, 1]  # trained on two of the five labelled slices
+    tr = Trainer(tiny_model(seed=0), [pair], tmp_path / "o", TrainConfig(), cache=False)
+    assert tr.train_slices == [[0, 1]] and tr.val_slices == [[2, 3, 4]] and tr.validation_warning is None
+
+
+def test_augmentation_on_by_default_and_off_by_flag(tmp_path):
+    assert TrainConfig().augment
+    on, _ = _run(tmp_path, "a1", epochs=1, lr=1e-3)
+    off, _ = _run(tmp_path, "a0", epochs=1, lr=1e-3, augment=False)
+    assert on.augmentation is not None and off.augmentation is None
+    w_on, w_off = on.sam.mask_decoder.iou_token.weight, off.sam.mask_decoder.iou_token.weight
+    assert not torch.equal(w_on, w_off)  # the augmented images changed what was learned
+    from napari_scroll_sam.training.augment import AugmentConfig, AugmentError
+
+    with pytest.raises(AugmentError, match="p must be a probability"):
+        TrainConfig(augmentation=AugmentConfig(p=2.0))
+    with pytest.raises(TrainingError, match="AugmentConfig"):
+        TrainConfig(augmentation={"p": 0.5})
+
+
+def test_overfits_one_slice(tmp_path):
+    """The sanity check of issue 12 on a tiny model: one annotated slice, true-box prompts,
+    encoder trained: it must fit that slice (the real-data version is benchmarks/overfit.py)."""
+    image, labels = squares_arrays(2, 64, 0)
+    pair = TrainingPair(Volume(levels=[image[:1]], contrast_limits=(0, 255), name="one"), labels[:1], name="one")
+    cfg = TrainConfig(epochs=60, lr=5e-3, batch_size=1, freeze="none", val_fraction=0.0, patience=0,
+                      prompt_kinds=("box",), corrective_rounds=0, augment=False, loss="bce", warmup_steps=10)
+    tr = Trainer(tiny_model(seed=0), [pair], tmp_path / "f", cfg, cache=False)
+    for _ in tr.run():
+        pass
+    tr.sam.eval()
+    ious = []
+    with torch.no_grad():
+        from napari_scroll_sam import prompts as P
+
+        s = tr.train_samples[0]
+        emb = tr._embedding(s)
+        prompts = [P.Prompt(np.zeros((0, 2)), np.zeros(0), P.bbox(m)) for m in s.masks]
+        logits, _, _ = tr._decode(emb, s.masks.shape[1:], prompts)
+        for lg, m in zip(logits[:, 0], s.masks):
+            ious.append(((lg > 0).numpy() & m).sum() / ((lg > 0).numpy() | m).sum())
+    assert min(ious) > 0.9, ious

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import torch
 
 from ._compat import ensure_segment_anything
+from .encoders import DEFAULT_SIGMAS, STEMS, FilterBankStem
 
 ensure_segment_anything()
 
@@ -58,8 +59,11 @@ class SamConfig:
     decoder_num_heads: int = 8
     iou_head_depth: int = 3
     iou_head_hidden_dim: int = 256
+    stem: str = "patch"  # "patch" (SAM's) or "filters" (fixed filter bank + convs: sam.encoders)
+    stem_sigmas: tuple[float, ...] = ()  # the filter bank's scales ("filters"; default 1, 2, 4)
 
     def __post_init__(self):
+        object.__setattr__(self, "stem_sigmas", tuple(float(s) for s in self.stem_sigmas))
         object.__setattr__(self, "encoder_global_attn_indexes",
                            tuple(int(i) for i in self.encoder_global_attn_indexes))
         p = []
@@ -74,6 +78,12 @@ class SamConfig:
         if self.prompt_embed_dim % 2 or (self.prompt_embed_dim // 2) % self.decoder_num_heads:
             p.append(f"prompt_embed_dim {self.prompt_embed_dim} / 2 is not a multiple of "
                      f"decoder_num_heads {self.decoder_num_heads}")
+        if self.stem not in STEMS:
+            p.append(f"stem {self.stem!r} is not one of {', '.join(STEMS)}")
+        elif self.stem == "filters" and self.patch_size != 16:
+            p.append(f"the filters stem downsamples by 16, not patch_size {self.patch_size}")
+        if any(s <= 0 for s in self.stem_sigmas):
+            p.append(f"stem_sigmas {self.stem_sigmas} must be > 0")
         if self.mask_in_chans % 4:
             p.append(f"mask_in_chans {self.mask_in_chans} is not a multiple of 4")
         if p:
@@ -85,12 +95,14 @@ class SamConfig:
         return self.img_size // self.patch_size
 
     def describe(self) -> str:
+        stem = ", filter-bank stem" if self.stem == "filters" else ""
         return (f"embed {self.encoder_embed_dim}, {self.encoder_depth} blocks, "
-                f"image {self.img_size}")
+                f"image {self.img_size}{stem}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["encoder_global_attn_indexes"] = list(self.encoder_global_attn_indexes)
+        d["stem_sigmas"] = list(self.stem_sigmas)
         return d
 
     @classmethod
@@ -128,6 +140,14 @@ CONFIGS: dict[str, SamConfig] = {
                        encoder_depth=4, encoder_num_heads=4, encoder_global_attn_indexes=(1, 3),
                        window_size=8, prompt_embed_dim=128, decoder_mlp_dim=512,
                        decoder_num_heads=4, iou_head_hidden_dim=128),
+    # small's ViT, neck and decoder behind a fixed filter bank (Gaussian, gradient, Hessian
+    # and structure-tensor eigenvalues at sigma 1, 2, 4) and three learned convolutions.
+    # No weights are shipped for it (the sweep in README: no faster learning than small's).
+    "small_fb": SamConfig("small_fb", img_size=256, patch_size=16, encoder_embed_dim=128,
+                          encoder_depth=4, encoder_num_heads=4, encoder_global_attn_indexes=(1, 3),
+                          window_size=8, prompt_embed_dim=128, decoder_mlp_dim=512,
+                          decoder_num_heads=4, iou_head_hidden_dim=128, stem="filters",
+                          stem_sigmas=DEFAULT_SIGMAS),
 }
 
 
@@ -167,6 +187,9 @@ def build_sam(config: SamConfig | str) -> Sam:
             iou_head_hidden_dim=cfg.iou_head_hidden_dim),
         pixel_mean=list(PIXEL_MEAN), pixel_std=list(PIXEL_STD),
     )
+    if cfg.stem == "filters":
+        sam.image_encoder.patch_embed = FilterBankStem(cfg.encoder_embed_dim, cfg.stem_sigmas or DEFAULT_SIGMAS)
+    sam.image_encoder.patch_size = cfg.patch_size
     return sam.eval()
 
 
@@ -190,6 +213,10 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], name: str | None = None
         return tuple(sd[key].shape)
 
     embed, _, patch, _ = shape("image_encoder.patch_embed.proj.weight")
+    stem = "filters" if "image_encoder.patch_embed.stem.0.0.weight" in sd else "patch"
+    sigmas: tuple = ()
+    if stem == "filters":  # the bank's scales do not show in the weights: its channel count does
+        patch, sigmas = 16, DEFAULT_SIGMAS
     grid = shape("image_encoder.pos_embed")[1]
     depth = _count(sd, "image_encoder.blocks.")
     sizes, head_dim = [], None
@@ -212,6 +239,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], name: str | None = None
         decoder_num_heads=next(h for h in (8, 4, 2, 1) if (prompt // 2) % h == 0),
         iou_head_depth=_count(sd, "mask_decoder.iou_prediction_head.layers."),
         iou_head_hidden_dim=shape("mask_decoder.iou_prediction_head.layers.0.weight")[0],
+        stem=stem, stem_sigmas=sigmas,
     )
     for known in CONFIGS.values():
         if known._structure() == cfg._structure():

@@ -179,7 +179,7 @@ class SliceEmbedder:
 
     def _embedding_shape(self) -> tuple:
         enc = self.sam.image_encoder
-        side = self.img_size // enc.patch_embed.proj.kernel_size[0]
+        side = self.img_size // getattr(enc, "patch_size", enc.patch_embed.proj.kernel_size[0])
         return (enc.neck[0].out_channels, side, side)
 
     # --- reading ------------------------------------------------------------

@@ -121,3 +121,45 @@ def table(columns: dict, strategies=None) -> str:
     rule = "|---|" + "---|" * len(columns)
     rows = [f"| {s} | " + " | ".join(f"{c[s]['iou']:.3f}" for c in columns.values()) + " |" for s in strategies]
     return "\n".join([head, rule, *rows])
+
+
+def _object_slices(objects, zs):
+    """(z, 2D bool mask) of every object on every slice of ``zs`` (None: all) where present."""
+    if not isinstance(objects, dict):  # an instance label volume: each id is an object
+        lab = objects
+        for z in (range(lab.shape[0]) if zs is None else zs):
+            sl = np.asarray(lab[z])
+            for i in np.unique(sl):
+                if i:
+                    yield z, sl == i
+        return
+    for gt in objects.values():
+        if isinstance(gt, dict):  # sparse: {z: 2D mask}
+            items = sorted(gt.items()) if zs is None else [(z, gt[z]) for z in zs if z in gt]
+        else:
+            items = ((z, gt[z]) for z in (range(gt.shape[0]) if zs is None else zs))
+        for z, m in items:
+            yield z, np.asarray(m, bool)
+
+
+def ceiling_scores(embedder, objects, slices=None, min_area: int = 1) -> dict:
+    """The prompt-from-ground-truth ceiling: every object on every slice where it is present,
+    prompted once with its true bounding box and once with one click at its deepest point
+    (``prompts.farthest_from_boundary``; SAM's best-scored of three masks), no propagation.
+
+    ``objects``: {id: bool (Z, H, W) ground truth} in the embedder's volume frame (or
+    {id: {z: 2D mask}}, or an instance label volume whose ids are the objects); ``slices``:
+    the z to score (default: all). Slices where an object is absent (or under ``min_area``
+    px) are skipped. Returns {"box": mean IoU, "click": mean IoU, "n": object-slices}.
+    """
+    box, click = [], []
+    zs = None if slices is None else sorted(set(int(z) for z in slices))
+    for z, m in _object_slices(objects, zs):
+        if m.sum() < max(1, min_area):
+            continue
+        pred = segment_slice(embedder, z, box=P.bbox(m)[None])
+        box.append(_iou(pred.masks[0], m))
+        pred = segment_slice(embedder, z, multimask=True, **_point(P.farthest_from_boundary(m)))
+        click.append(_iou(pred.masks[0], m))
+    mean = (lambda v: float(np.mean(v)) if v else float("nan"))
+    return {"box": mean(box), "click": mean(click), "n": len(box)}

@@ -7,6 +7,16 @@ regions with the previous logits as mask input). With the encoder frozen the
 embeddings come from the embedding cache, so an epoch costs only the decoder,
 and every object of a slice goes through the decoder in one call.
 
+Schedules are in epochs, so they fit a set of 10 slices as well as 10,000: warm-up
+(``warmup_epochs``) then cosine, early stopping after ``patience`` epochs without a
+better validation score, never before ``min_steps`` steps nor before warm-up ends.
+Augmentation (``augment``, ``training.augment``) is on by default: an augmented sample
+is re-encoded (without gradient when the encoder is frozen). Validation holds out whole
+slices and scores them with the ceiling prompts (true box, deepest click); when it rests
+on fewer than ``min_val_slices`` slices ``Trainer.validation_warning`` says so (and it is
+logged as a warning). Where a pair names its training ``slices`` and its labels hold more
+labelled slices, those others are the validation.
+
 ``Trainer.run()`` is a generator of reports (``StageReport`` while embedding,
 ``StepReport`` per step, ``EpochReport`` per epoch with validation IoU / Dice);
 close it to cancel. Checkpoints (``last.pt`` each epoch, ``best.pt`` on a new best
@@ -18,6 +28,7 @@ from __future__ import annotations
 from ..errors import ScrollSamError
 
 import dataclasses
+import logging
 import math
 import os
 from pathlib import Path
@@ -31,7 +42,10 @@ from ..sam.embeddings import SliceEmbedder
 from ..sam.predictor import _to_sam_xy
 from ..sam.preprocess import preprocess, preprocess_shape
 from . import data as D
+from .augment import AugmentConfig, augment
 from .losses import mask_iou, sam_loss
+
+log = logging.getLogger(__name__)
 
 
 class TrainingError(ScrollSamError, ValueError):
@@ -43,7 +57,8 @@ class TrainConfig:
     epochs: int = 10
     lr: float = 1e-4
     weight_decay: float = 0.01
-    warmup_steps: int = 20
+    warmup_epochs: float = 1.0  # linear warm-up, in epochs (the unit of patience)
+    warmup_steps: int | None = None  # or in steps, when given (overrides warmup_epochs)
     batch_size: int = 4  # samples (slices, or tiles of large slices) per step
     objects_per_sample: int = 8
     prompt_kinds: tuple = ("point", "box", "background")
@@ -53,6 +68,10 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.2
     patience: int = 5  # epochs without a better validation score before stopping (0: never)
+    min_steps: int = 100  # early stopping never fires before this many steps (nor during warm-up)
+    min_val_slices: int = 3  # fewer held-out slices than this: validation_warning
+    augment: bool = True
+    augmentation: AugmentConfig | None = None  # None: AugmentConfig() defaults
     min_area: int = 16
     loss: str = "focal"  # "focal" (SAM's recipe) or "bce" (from scratch); + Dice + IoU MSE both
 
@@ -65,6 +84,12 @@ class TrainConfig:
                 raise TrainingError(f"{name} must be >= 1")
         if self.loss not in ("focal", "bce"):
             raise TrainingError(f"loss must be 'focal' or 'bce', not {self.loss!r}")
+        if self.warmup_epochs < 0 or (self.warmup_steps is not None and self.warmup_steps < 0):
+            raise TrainingError("warm-up must be >= 0")
+        if self.min_steps < 0 or self.patience < 0:
+            raise TrainingError("min_steps and patience must be >= 0")
+        if self.augmentation is not None and not isinstance(self.augmentation, AugmentConfig):
+            raise TrainingError(f"augmentation must be an AugmentConfig, not {type(self.augmentation).__name__}")
         bad = [k for k in self.prompt_kinds if k not in D.PROMPT_KINDS]
         if bad:
             raise TrainingError(f"unknown prompt kinds {bad}; use {', '.join(D.PROMPT_KINDS)}")
@@ -97,6 +122,9 @@ class EpochReport:
     best: bool
     checkpoint: str
     stopped: str | None = None
+    val_box: float | None = None  # ceiling: each held-out object prompted with its true box
+    val_click: float | None = None  # … and with one click at its deepest point
+    val_slices: int = 0  # how many held-out slices the validation rests on
 
 
 class Trainer:
@@ -116,8 +144,12 @@ class Trainer:
         self.embedders = [SliceEmbedder(model, p.image, mode=mode, cache=cache) for p in self.pairs]
         self.train_slices, self.val_slices = [], []
         for i, zs in enumerate(self.slices):
-            tr, va = D.split_slices(zs, cfg.val_fraction, cfg.seed + i,
-                                    None if val_slices is None else val_slices.get(i))
+            given = None if val_slices is None else val_slices.get(i)
+            extra = self._other_labelled(self.pairs[i], zs) if given is None else []
+            if extra:  # the pair names its training slices: validate on the other labelled ones
+                tr, va = zs, extra
+            else:
+                tr, va = D.split_slices(zs, cfg.val_fraction, cfg.seed + i, given)
             self.train_slices.append(tr)
             self.val_slices.append(va)
         self.train_samples = D.build_samples(self.pairs, self.embedders, self.train_slices, cfg.min_area)
@@ -131,6 +163,18 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.steps_per_epoch = math.ceil(len(self.train_samples) / cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.warmup_steps = (cfg.warmup_steps if cfg.warmup_steps is not None
+                             else int(round(cfg.warmup_epochs * self.steps_per_epoch)))
+        self.augmentation = (cfg.augmentation or AugmentConfig()) if cfg.augment else None
+        n_val = sum(len(v) for v in self.val_slices)
+        self.validation_warning = None
+        if n_val < cfg.min_val_slices:
+            self.validation_warning = (
+                f"validation rests on {n_val} held-out slice{'s' * (n_val != 1)} "
+                f"({len(self.val_samples)} samples): too few to trust; annotate more slices or hold out "
+                f"at least {cfg.min_val_slices}" if n_val else
+                "no validation: nothing is held out, so best.pt follows the training loss")
+            log.warning(self.validation_warning)
         self.step, self.epoch, self.best_score, self.history = 0, 0, -1.0, []
         if resume is not None:
             self._resume(resume)
@@ -162,6 +206,17 @@ class Trainer:
                 p.requires_grad = True
         self.encoder_trained = freeze != "encoder"
 
+    @staticmethod
+    def _other_labelled(pair, zs) -> list[int]:
+        """Labelled slices of a pair that names its training ``slices``, besides those."""
+        if pair.slices is None:
+            return []
+        import dask.array as da
+
+        lab = pair.labels if isinstance(pair.labels, da.Array) else da.from_array(pair.labels, chunks=(1, -1, -1))
+        labelled = [int(z) for z in np.nonzero(lab.any(axis=(1, 2)).compute())[0]]
+        return sorted(set(labelled) - set(zs))
+
     def _resume(self, path):
         ck = read_checkpoint(path)
         if ck["config"]._structure() != self.model.config._structure():
@@ -177,24 +232,42 @@ class Trainer:
 
     def lr_at(self, step: int) -> float:
         cfg = self.config
-        if step < cfg.warmup_steps:
-            return cfg.lr * (step + 1) / cfg.warmup_steps
-        progress = (step - cfg.warmup_steps) / max(1, self.total_steps - cfg.warmup_steps)
+        warm = self.warmup_steps
+        if step < warm:
+            return cfg.lr * (step + 1) / warm
+        progress = (step - warm) / max(1, self.total_steps - warm)
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     # --- the model's forward ------------------------------------------------
     def _embedding(self, sample: D.Sample) -> torch.Tensor:
+        return self._inputs(sample)[0]
+
+    def _inputs(self, sample: D.Sample, rng=None, masks=None) -> tuple[torch.Tensor, np.ndarray]:
+        """(embedding (1, C, g, g), object masks (K, h, w)) of a sample, augmented when ``rng``
+        is given and augmentation is on (an augmented image is encoded now)."""
         emb = self.embedders[sample.pair]
-        if not self.encoder_trained:
-            return emb.get(sample.z).tensor[sample.tile][None].detach()
+        aug = self.augmentation is not None and rng is not None and rng.random() < self.augmentation.p
+        if not self.encoder_trained and not aug:
+            return emb.get(sample.z).tensor[sample.tile][None].detach(), sample.masks if masks is None else masks
         from ..sampling import sample_raw
+        from ..sam.preprocess import window_uint8
 
         tile = emb.tiles[sample.tile]
         y0, y1, x0, x1 = tile.outer
         raw = sample_raw(emb.volume, [sample.z], emb.mode)[:, :, y0:y1, x0:x1]
-        x, _ = preprocess(raw, emb.volume.contrast_limits, emb.img_size, self.device)
-        with self._autocast():
-            return self.sam.image_encoder(x).float()
+        masks = sample.masks if masks is None else masks
+        if aug:
+            img = window_uint8(torch.as_tensor(np.asarray(raw, np.float32)), emb.volume.contrast_limits)[0].numpy()
+            img, out = augment(img, masks, rng, dataclasses.replace(self.augmentation, p=1.0))
+            keep = out.reshape(len(out), -1).sum(1) >= self.config.min_area
+            if not keep.any():  # the crop or warp lost every object: the sample as it is
+                return self._inputs(sample, masks=masks)
+            masks = out[keep]
+            x, _ = preprocess(img[None], None, emb.img_size, self.device, already_uint8=True)
+        else:
+            x, _ = preprocess(raw, emb.volume.contrast_limits, emb.img_size, self.device)
+        with self._autocast(), torch.set_grad_enabled(self.encoder_trained and torch.is_grad_enabled()):
+            return self.sam.image_encoder(x).float(), masks
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -235,7 +308,7 @@ class Trainer:
         masks = sample.masks
         if len(masks) > cfg.objects_per_sample:
             masks = masks[rng.choice(len(masks), cfg.objects_per_sample, replace=False)]
-        emb = self._embedding(sample)
+        emb, masks = self._inputs(sample, rng, masks)
         size = masks.shape[1:]
         union = masks.any(0)
         prompts = [D.sample_prompt(m, rng, cfg.prompt_kinds, others=union & ~m) for m in masks]
@@ -292,14 +365,16 @@ class Trainer:
     @torch.no_grad()
     def validate(self, samples=None) -> tuple[float | None, float | None]:
         """Mean IoU and Dice over the validation objects, prompted with the deepest point
-        (best of SAM's three masks by predicted IoU) and with the tight box."""
+        (best of SAM's three masks by predicted IoU) and with the tight box; the two apart
+        (the ceiling figures) land in ``last_validation`` {"box", "click"}."""
         from .. import prompts as P
 
         samples = self.val_samples if samples is None else samples
+        self.last_validation = {"box": None, "click": None}
         if not samples:
             return None, None
         self.sam.eval()
-        ious, dices = [], []
+        ious, dices, per = [], [], {"point": [], "box": []}
         for s in samples:
             emb = self._embedding(s)
             size = s.masks.shape[1:]
@@ -311,12 +386,18 @@ class Trainer:
                 pick = iou_pred.argmax(1)
                 chosen = logits[torch.arange(len(pick)), pick]
                 ious.extend(mask_iou(chosen, gt).tolist())
+                per[kind].extend(mask_iou(chosen, gt).tolist())
                 pred = (chosen > 0).float()
                 inter = (pred * gt).flatten(1).sum(1)
                 dices.extend(((2 * inter + 1e-6) / (pred.flatten(1).sum(1) + gt.flatten(1).sum(1) + 1e-6)).tolist())
+        self.last_validation = {"box": float(np.mean(per["box"])), "click": float(np.mean(per["point"]))}
         return float(np.mean(ious)), float(np.mean(dices))
 
     # --- the loop -----------------------------------------------------------------
+    def save(self, name: str = "last.pt") -> Path:
+        """Write a checkpoint now (e.g. at a time limit mid-epoch); ``resume`` continues from it."""
+        return self._save(name)
+
     def _save(self, name) -> Path:
         first = self.pairs[0].image
         return save_checkpoint(
@@ -343,7 +424,9 @@ class Trainer:
             rng = np.random.default_rng([cfg.seed, self.epoch])
             order = rng.permutation(len(self.train_samples))
             losses = []
-            for b in range(0, len(order), cfg.batch_size):
+            done = self.step - self.epoch * self.steps_per_epoch  # resumed mid-epoch: skip what was done
+            skip = done * cfg.batch_size if 0 < done < self.steps_per_epoch else 0
+            for b in range(skip, len(order), cfg.batch_size):
                 batch = [self.train_samples[i] for i in order[b:b + cfg.batch_size]]
                 rep = self._train_step(batch, rng)
                 losses.append(rep.loss)
@@ -357,14 +440,18 @@ class Trainer:
             else:
                 bad_epochs += 1
             self.history.append({"epoch": self.epoch, "step": self.step, "train_loss": float(np.mean(losses)),
-                                 "val_iou": val_iou, "val_dice": val_dice})
+                                 "val_iou": val_iou, "val_dice": val_dice,
+                                 **{f"val_{k}": v for k, v in getattr(self, "last_validation", {}).items()}})
             last = self._save("last.pt")
             if best:
                 self._save("best.pt")
             stopped = None
-            if cfg.patience and bad_epochs >= cfg.patience and self.epoch < cfg.epochs:
+            if (cfg.patience and bad_epochs >= cfg.patience and self.epoch < cfg.epochs
+                    and self.step >= max(cfg.min_steps, self.warmup_steps)):
                 stopped = f"no better validation score for {bad_epochs} epochs"
-            yield EpochReport(self.epoch, self.step, float(np.mean(losses)), val_iou, val_dice, best, str(last),
-                              stopped)
+            lv = getattr(self, "last_validation", {})
+            yield EpochReport(self.epoch, self.step, float(np.mean(losses)) if losses else float("nan"), val_iou,
+                              val_dice, best, str(last), stopped, lv.get("box"), lv.get("click"),
+                              sum(len(v) for v in self.val_slices))
             if stopped:
                 return

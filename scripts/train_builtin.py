@@ -1,0 +1,165 @@
+"""Train the built-in offline model, in resumable pieces that fit a session's background.
+
+Data (``--data``): domain-randomised synthetic slices (``training.synthetic``), synthetic
+scrolls (seeds >= 1000), and the TRAIN parts of the real labelled volumes in
+``../shared/data`` as ``benchmarks/data_split.json`` cuts them (ISBI EM z 0-9, chloroplast EM
+x < 1600; the brain MRI never). Validation: whole held-out slices of those train parts
+(ISBI z 8-9, chloroplast z 9, two synthetic volumes): nothing of an eval part is seen.
+
+Each call trains for ``--minutes`` (or to the planned ``--epochs``), writes ``last.pt``
+at every epoch end, at the time limit and on SIGTERM, and ``best.pt`` on a better
+validation; ``--resume OUT/last.pt`` continues (same data: everything is seeded). Example::
+
+    OMP_NUM_THREADS=1 nohup python scripts/train_builtin.py --arch small --init small \\
+        --out runs/builtin --minutes 60 > runs/builtin.log 2>&1 &
+    python scripts/train_builtin.py ... --resume runs/builtin/last.pt      # the next piece
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+DATA = ROOT.parent / "shared" / "data"
+SPLIT = json.loads((ROOT / "benchmarks" / "data_split.json").read_text())
+
+
+def real_train_pairs():
+    """The TRAIN parts of the labelled real volumes (in memory), and their validation slices."""
+    from napari_scroll_sam.io.volume import Volume, open_volume
+    from napari_scroll_sam.training.data import TrainingPair
+
+    pairs, val = [], []
+    if (DATA / "isbi2012-em" / "label").is_dir():
+        z0, z1 = SPLIT["isbi2012-em"]["train"]["z"]
+        img = open_volume(DATA / "isbi2012-em" / "image")
+        arr = np.asarray(img.data[z0:z1].compute())
+        lab = (open_volume(DATA / "isbi2012-em" / "label").data[z0:z1].compute() == 255).astype(np.uint8)
+        vol = Volume(levels=[arr], contrast_limits=tuple(img.contrast_limits), name="isbi-train")
+        pairs.append(TrainingPair(vol, lab, name=vol.name, objects="components"))
+        val.append([z1 - z0 - 2, z1 - z0 - 1])
+    if (DATA / "chloroplast-em" / "labels.tif").is_file():
+        import tifffile
+
+        x0, x1 = SPLIT["chloroplast-em"]["train"]["x"]
+        img = open_volume(DATA / "chloroplast-em" / "image")
+        arr = np.asarray(img.data[:, :, x0:x1].compute())
+        lab = tifffile.imread(DATA / "chloroplast-em" / "labels.tif")[:, :, x0:x1]
+        vol = Volume(levels=[arr], contrast_limits=tuple(img.contrast_limits), name="chloroplast-train")
+        # the same objects run through all 10 slices (consecutive IoU ~0.94): 3 train, 1 val
+        pairs.append(TrainingPair(vol, lab, name=vol.name, slices=[0, 4, 8, 9]))
+        val.append([9])
+    return pairs, val
+
+
+def phantom_pairs(n, shape=(8, 256, 256)):
+    from napari_scroll_sam.io.phantom import CONTRAST_LIMITS, scroll_phantom
+    from napari_scroll_sam.io.volume import Volume
+    from napari_scroll_sam.training.data import TrainingPair
+
+    out = []
+    for i in range(n):
+        image, sheets, _ = scroll_phantom(shape, seed=1000 + i, wraps=(4, 5, 6, 8, 10)[i % 5])
+        vol = Volume(levels=[image.compute()], contrast_limits=CONTRAST_LIMITS, name=f"phantom-{1000 + i}")
+        out.append(TrainingPair(vol, sheets.compute(), name=vol.name))
+    return out
+
+
+def build_pairs(args):
+    from napari_scroll_sam.training.synthetic import synthetic_pairs
+
+    pairs, val = [], {}
+    if "real" in args.data:
+        real, rval = real_train_pairs()
+        for p, v in zip(real, rval):
+            val[len(pairs)] = v
+            pairs.append(p)
+    if "phantoms" in args.data:
+        pairs += phantom_pairs(args.phantoms)
+    if "synthetic" in args.data:
+        syn = synthetic_pairs(None, args.synthetic, slices=8, seed=args.seed * 100_000)
+        for j in range(min(2, len(syn))):
+            val[len(pairs) + j] = [6, 7]
+        pairs += syn
+    return pairs, val
+
+
+def build_model(args):
+    from napari_scroll_sam.sam.config import CONFIGS, build_sam
+    from napari_scroll_sam.sam.models import SamModel, load_model
+
+    torch.manual_seed(args.seed)
+    sam = build_sam(args.arch)
+    if args.init != "random":  # warm start: every tensor of the same name and shape
+        src = load_model(args.init, device="cpu").sam.state_dict()
+        own = sam.state_dict()
+        same = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+        sam.load_state_dict(same, strict=False)
+        print(f"warm start from {args.init}: {len(same)} of {len(own)} tensors", flush=True)
+    return SamModel(sam, CONFIGS[args.arch], torch.device("cpu"), f"{args.arch}:train{args.seed}", args.arch)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--arch", default="small", help="a configuration name (small, small_fb)")
+    ap.add_argument("--init", default="small", help="warm-start weights (a model name or file), or 'random'")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--resume", default=None)
+    ap.add_argument("--data", nargs="+", default=["real", "phantoms", "synthetic"])
+    ap.add_argument("--synthetic", type=int, default=32, help="synthetic volumes of 8 slices")
+    ap.add_argument("--phantoms", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=12, help="the planned run (the LR schedule spans it)")
+    ap.add_argument("--minutes", type=float, default=0, help="stop this piece after so many minutes (0: no limit)")
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--warmup-epochs", type=float, default=0.3)
+    ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from napari_scroll_sam.training.trainer import EpochReport, StepReport, TrainConfig, Trainer
+
+    t0 = time.time()
+    pairs, val = build_pairs(args)
+    model = build_model(args)
+    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, freeze="none", seed=args.seed,
+                      val_fraction=0.0, patience=0, loss="bce", prompt_kinds=("point", "box", "points", "background"),
+                      warmup_epochs=args.warmup_epochs, augment=not args.no_augment)
+    trainer = Trainer(model, pairs, args.out, cfg, cache=False, val_slices=val, resume=args.resume)
+    print(f"data ready in {time.time() - t0:.0f} s: {len(pairs)} volumes, {len(trainer.train_samples)} training "
+          f"and {len(trainer.val_samples)} validation samples, {trainer.steps_per_epoch} steps per epoch; "
+          f"from step {trainer.step} epoch {trainer.epoch}", flush=True)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *a: stop.update(now=True))
+    t1, losses = time.time(), []
+    for r in trainer.run():
+        if isinstance(r, StepReport):
+            losses.append(r.loss)
+            if r.step % 10 == 0:
+                print(f"step {r.step} epoch {r.epoch} loss {np.mean(losses[-10:]):.3f} train IoU {r.train_iou:.3f} "
+                      f"lr {r.lr:.2e} {time.time() - t1:.0f} s", flush=True)
+        elif isinstance(r, EpochReport):
+            print(f"EPOCH {r.epoch} step {r.step} loss {r.train_loss:.3f} val IoU {r.val_iou:.3f} "
+                  f"box {r.val_box:.3f} click {r.val_click:.3f}{' best' if r.best else ''} "
+                  f"{time.time() - t1:.0f} s", flush=True)
+        if stop["now"] or (args.minutes and time.time() - t1 > 60 * args.minutes):
+            trainer.save("last.pt")
+            print(f"piece done at step {trainer.step} ({time.time() - t1:.0f} s): {args.out}/last.pt; "
+                  f"continue with --resume", flush=True)
+            break
+    print(f"wall {time.time() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
