@@ -33,6 +33,7 @@ from .prior import MotionField, Track, corridor, grow_box, mask_box, snap, touch
 from .stop import PropagationError
 
 PRIORS = ("flow", "copy")
+SHARE = 1.5  # one flow for the union of the boxes when it is at most this times their summed area
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +133,7 @@ def motion_fields(images: SliceImages, cfg: WalkConfig, z_from: int, z_to: int, 
     if cfg.prior != "flow":
         return [MotionField.still(b, shape) for b in boxes]
     union = _union(boxes)
-    if len(boxes) > 1 and _area(union) <= 1.5 * sum(_area(b) for b in boxes):
+    if len(boxes) > 1 and _area(union) <= SHARE * sum(_area(b) for b in boxes):
         groups = [(union, list(range(len(boxes))))]
     else:
         groups = [(b, [i]) for i, b in enumerate(boxes)]
