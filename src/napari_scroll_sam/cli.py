@@ -69,7 +69,10 @@ def preview_png(path: Path, image_slice, labels_slice, window) -> Path:
         colours = rng.integers(64, 256, (int(labels_slice.max()) + 1, 3)).astype(np.uint8)
         edge = find_boundaries(labels_slice, mode="inner") & (labels_slice > 0)
         rgb[edge] = colours[labels_slice[edge]]
-    Image.fromarray(rgb).save(path)
+    from .io.atomic import atomic_output
+
+    with atomic_output(path) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")
     return path
 
 
@@ -120,41 +123,6 @@ def _demo_headless(res, out: Path) -> int:
     return 0
 
 
-def _read_prompts(path):
-    """Seeds from a CSV with columns object,z,y,x[,label][,y1,x1]: a row with y1/x1 is a
-    box (y, x)-(y1, x1); otherwise a point with label 1 (foreground) or 0 (background)."""
-    import csv
-
-    from .propagation import PropagationError, Seed
-
-    rows = {}
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            need = {"object", "z", "y", "x"}
-            if not reader.fieldnames or not need <= set(reader.fieldnames):
-                raise PropagationError(f"{path}: needs columns object,z,y,x[,label][,y1,x1]; "
-                                       f"has {reader.fieldnames}")
-            for i, row in enumerate(reader, start=2):
-                try:
-                    key = (int(row["object"]), int(row["z"]))
-                    y, x = float(row["y"]), float(row["x"])
-                    entry = rows.setdefault(key, {"points": [], "labels": [], "box": None})
-                    if row.get("y1") not in (None, "") and row.get("x1") not in (None, ""):
-                        entry["box"] = [y, x, float(row["y1"]), float(row["x1"])]
-                    else:
-                        entry["points"].append([y, x])
-                        entry["labels"].append(int(float(row.get("label") or 1)))
-                except (TypeError, ValueError) as exc:
-                    raise PropagationError(f"{path}, line {i}: {exc}") from exc
-    except OSError as exc:
-        raise PropagationError(f"{path}: cannot read prompts ({exc})") from exc
-    if not rows:
-        raise PropagationError(f"{path}: no prompts in it")
-    return [Seed(o, z, points=e["points"] or None, labels=e["labels"] or None, box=e["box"])
-            for (o, z), e in sorted(rows.items())]
-
-
 def _walk_arguments(prop):
     """The stop rules and walk options of ``propagate``; defaults are StopRule's / WalkConfig's
     (calibrated on benchmarks/eval_quality.py). A rule given as 0 (or "none") is off."""
@@ -194,56 +162,52 @@ def _walk_from_args(args):
 
 
 def cmd_propagate(args) -> int:
-    import os
-    import shutil
     import zarr
 
+    from .io.atomic import atomic_output, check_output, partial_name
     from .io.volume import open_volume
-    from .io.writer import WriteError
+    from .prompt_csv import check_prompts, check_strategy, read_prompts
     from .propagation import propagate, walk_summary
-    from .sam.embeddings import SliceEmbedder
+    from .sam.embeddings import SliceEmbedder, default_cache_root
     from .sam.models import load_model
 
-    seeds = _read_prompts(args.prompts)
+    seeds, lines = read_prompts(args.prompts)
     vol = open_volume(args.volume, volume=args.volpkg_volume)
+    z_limits = tuple(args.z_limits) if args.z_limits else None
+    check_prompts(args.prompts, seeds, lines, vol, z_limits)
+    check_strategy(args.strategy)
     stop, walk = _walk_from_args(args)
     out = Path(args.out)
-    if not out.parent.is_dir():
-        raise WriteError(f"{out}: folder {out.parent} does not exist")
+    cache = Path(args.cache) if args.cache else default_cache_root()
+    # before the model loads: never write into (or over) what this run reads
+    check_output(out, {"the input": args.volume, "the input volume": vol.path, "the prompts file": args.prompts,
+                       "the embedding cache": cache},
+                 kind="zarr", need_bytes=min(int(vol.data.size) * 4, 16 * 2**20))
     model = load_model(args.model, device=args.device)
     emb = SliceEmbedder(model, vol, mode=_mode_from_args(args), cache=args.cache, batch_size=args.batch_size)
-    partial = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    labels = zarr.create_array(str(partial), shape=vol.shape, dtype="uint32", fill_value=0,
-                               chunks=(1, min(vol.shape[1], 1024), min(vol.shape[2], 1024)))
-    try:
+    chunks = (1, min(vol.shape[1], 1024), min(vol.shape[2], 1024))
+
+    def said_partial(part):
+        print(f"cancelled: {out} is untouched; the slices done so far are in {part}", file=sys.stderr)
+
+    with atomic_output(out, keep_partial=True, on_partial=said_partial) as tmp:
+        labels = zarr.create_array(str(tmp), shape=vol.shape, dtype="uint32", fill_value=0, chunks=chunks)
         gen = propagate(emb, seeds, labels, strategy=args.strategy, stop=stop, direction=args.direction,
-                        z_limits=tuple(args.z_limits) if args.z_limits else None, walk=walk)
-    except Exception:
-        shutil.rmtree(partial, ignore_errors=True)  # bad input: nothing is written
-        raise
-    print("z,object,area,predicted_iou,slice_iou,direction,stopped,source")
-    reports = []
-    try:
-        for r in gen:
-            reports.append(r)
-            s_iou = "" if r.slice_iou is None else f"{r.slice_iou:.3f}"
-            print(f"{r.z},{r.object_id},{r.area},{r.iou:.3f},{s_iou},{r.direction},{r.stopped or ''},{r.source}",
-                  flush=True)
-        for line in walk_summary(reports):
-            print(line, file=sys.stderr)
-    except KeyboardInterrupt:
-        gen.close()
-        print("cancelled: the slices done so far are kept", file=sys.stderr)
-    finally:  # what was done is complete slice by slice: move it into place
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(partial, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(partial, out)
+                        z_limits=z_limits, walk=walk)
+        print("z,object,area,predicted_iou,slice_iou,direction,stopped,source")
+        reports = []
+        try:
+            for r in gen:
+                reports.append(r)
+                s_iou = "" if r.slice_iou is None else f"{r.slice_iou:.3f}"
+                print(f"{r.z},{r.object_id},{r.area},{r.iou:.3f},{s_iou},{r.direction},{r.stopped or ''},"
+                      f"{r.source}", flush=True)
+        finally:
+            gen.close()
+    for line in walk_summary(reports):
+        print(line, file=sys.stderr)
+    if partial_name(out).exists():
+        print(f"note: {partial_name(out)} is the partial result of an earlier cancelled run", file=sys.stderr)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -263,8 +227,16 @@ def _mode_from_args(args):
 def cmd_embed(args) -> int:
     from tqdm import tqdm
 
+    from .io.atomic import WriteError, check_writable
     from .sam.distributed import EmbedJob, embed_volume
+    from .sam.embeddings import default_cache_root
 
+    root = Path(args.cache) if args.cache else default_cache_root()
+    try:  # embed's only product is the cache: refuse one that cannot take it, before any work
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"{root}: cannot create the embedding cache ({exc.strerror or exc})") from None
+    check_writable(root, f"{root}: the embedding cache")
     job = EmbedJob(volume_path=str(args.volume), model=args.model, device=args.device, mode=_mode_from_args(args),
                    cache=args.cache, batch_size=args.batch_size, volume=args.volpkg_volume)
     zs = range(args.z[0], args.z[1]) if args.z else None
@@ -364,10 +336,12 @@ def cmd_train(args) -> int:
                     tqdm.write(f"early stop: {r.stopped}")
     except KeyboardInterrupt:
         gen.close()
-        print("cancelled: the last finished epoch's checkpoints are kept", file=sys.stderr)
-    finally:
         if bar is not None:
             bar.close()
+        print(f"cancelled: the last finished epoch's checkpoints are kept in {args.out}", file=sys.stderr)
+        return 130
+    if bar is not None:
+        bar.close()
     print(f"checkpoints in {args.out} (best.pt, last.pt)")
     return 0
 
@@ -400,14 +374,25 @@ def cmd_evaluate(args) -> int:
             print(f"| {name} | {res['mean_iou']:.3f} | {len(res['objects'])} |")
     if args.json:
         out = {"prompts": columns, "propagation": {k: {"mean_iou": v["mean_iou"]} for k, v in propagation.items()}}
-        Path(args.json).write_text(json.dumps(out, indent=1))
+        from .io.atomic import atomic_output
+
+        with atomic_output(Path(args.json)) as tmp:
+            tmp.write_text(json.dumps(out, indent=1))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-scroll-sam", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debug", action="store_true", help="print tracebacks of errors")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="print tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="the main job on the built-in synthetic scroll")
+
+    def command(name, **kw):  # every command takes --debug, before or after its name
+        return sub.add_parser(name, parents=[common], **kw)
+
+    demo = command("demo", help="the main job on the built-in synthetic scroll")
     demo.add_argument("--headless", action="store_true", help="write files instead of opening napari")
     demo.add_argument("--model", default="small", help="vit_b, vit_l, vit_h, small (built in), or a checkpoint")
     demo.add_argument("--device", default="auto")
@@ -418,11 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="scroll-sam-demo", help="output folder for --headless")
     demo.set_defaults(func=cmd_demo)
-    info = sub.add_parser("info", help="describe a volume (reads metadata only)")
+    info = command("info", help="describe a volume (reads metadata only)")
     info.add_argument("path")
     info.add_argument("--volume", default=None, help="which volume of a .volpkg")
     info.set_defaults(func=cmd_info)
-    mesh = sub.add_parser("mesh", help="export objects of a labels volume as surface meshes (.ply / .obj)")
+    mesh = command("mesh", help="export objects of a labels volume as surface meshes (.ply / .obj)")
     mesh.add_argument("labels", help="labels: .ome.zarr, .zarr, .tif, .nii.gz, … (any volume of integers)")
     mesh.add_argument("--out", required=True, help="output folder")
     mesh.add_argument("--objects", type=int, nargs="+", default=None, help="object ids (default: all)")
@@ -432,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     mesh.add_argument("--step", type=int, default=1, help="decimation: marching-cubes step in voxels")
     mesh.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"), help="override the voxel size")
     mesh.set_defaults(func=cmd_mesh)
-    embed = sub.add_parser("embed", help="precompute SAM embeddings of a volume into the cache")
+    embed = command("embed", help="precompute SAM embeddings of a volume into the cache")
     embed.add_argument("volume")
     embed.add_argument("--model", default="small", help="vit_b, vit_l, vit_h, small, or a checkpoint path")
     embed.add_argument("--device", default="auto")
@@ -447,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--scheduler", default=None, help="dask.distributed scheduler address")
     embed.add_argument("--volpkg-volume", default=None, help="which volume of a .volpkg")
     embed.set_defaults(func=cmd_embed)
-    prop = sub.add_parser("propagate", help="propagate prompts through a volume into a labels zarr")
+    prop = command("propagate", help="propagate prompts through a volume into a labels zarr")
     prop.add_argument("volume")
     prop.add_argument("--prompts", required=True, help="CSV: object,z,y,x[,label][,y1,x1]")
     prop.add_argument("--out", required=True, help="labels output (.zarr)")
@@ -467,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("--batch-size", type=int, default=None)
     prop.add_argument("--volpkg-volume", default=None)
     prop.set_defaults(func=cmd_propagate)
-    tr = sub.add_parser("train", help="fine-tune SAM on annotated (image, labels) pairs")
+    tr = command("train", help="fine-tune SAM on annotated (image, labels) pairs")
     tr.add_argument("--images", nargs="*", help="image volumes (any format open_volume reads)")
     tr.add_argument("--labels", nargs="*", help="labels volumes, one per image")
     tr.add_argument("--objects", default="instances", choices=["instances", "components"])
@@ -504,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--mode-seed", type=int, default=None, help="random tuples: their seed")
     tr.add_argument("--cache", default=None)
     tr.set_defaults(func=cmd_train)
-    ev = sub.add_parser("evaluate", help="IoU per prompt strategy (and through the volume) for models")
+    ev = command("evaluate", help="IoU per prompt strategy (and through the volume) for models")
     ev.add_argument("--images", nargs="*")
     ev.add_argument("--labels", nargs="*")
     ev.add_argument("--objects", default="instances", choices=["instances", "components"])
@@ -528,27 +513,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run a command. The project's errors print as one line (exit 2), anything else as one
+    line naming its type (exit 1), Ctrl-C exits 130; ``--debug`` adds the traceback."""
     args = build_parser().parse_args(argv)
-    from .io.volume import VolumeError
-    from .io.writer import WriteError
+    debug = bool(getattr(args, "debug", False))
+    import logging
 
-    errors = (VolumeError, WriteError)
-    if args.command in ("embed", "propagate", "demo", "train", "evaluate"):
-        from .propagation import PropagationError
-        from .training.data import TrainingDataError
-        from .training.trainer import TrainingError
+    if not logging.getLogger().handlers:  # warnings (e.g. a read-only cache) as one line each
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    from .errors import ScrollSamError
 
-        errors += (PropagationError, TrainingDataError, TrainingError)
-        from .sam.embeddings import EmbeddingError
-        from .sam.models import ModelError
-        from .sampling import SamplingError
-
-        errors += (EmbeddingError, ModelError, SamplingError)
     try:
         return args.func(args)
-    except errors as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print("cancelled (Ctrl-C)", file=sys.stderr)
+        return 130
+    except ScrollSamError as exc:
+        _print_error(f"error: {exc}", debug)
         return 2
+    except Exception as exc:  # noqa: BLE001 - one line for the user; --debug for the traceback
+        text = str(exc).strip().splitlines()
+        where = f" ({exc.filename})" if isinstance(exc, OSError) and getattr(exc, "filename", None) else ""
+        _print_error(f"error: {type(exc).__name__}{where}: {text[0] if text else ''}"
+                     + ("" if debug else "  (run again with --debug for the traceback)"), debug)
+        return 1
+
+
+def _print_error(line: str, debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    print(" ".join(line.split("\n")), file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,9 +48,14 @@ def read_nrrd_lazy(path: Path) -> tuple[da.Array, dict]:
     nbytes = int(np.prod(sizes)) * dtype.itemsize
     if encoding == "raw":
         size = path.stat().st_size
-        if size - data_start < nbytes:
-            raise VolumeError(f"{path}: truncated NRRD: needs {nbytes} bytes of data, has {size - data_start}")
-        mm = np.memmap(path, dtype=dtype, mode="r", offset=size - nbytes, shape=tuple(sizes))
+        offset = _data_offset(path, header, data_start, size, nbytes)
+        if size - offset < nbytes:
+            raise VolumeError(f"{path}: truncated NRRD: needs {nbytes} bytes of data, has {size - offset}")
+        if size - offset > nbytes:
+            raise VolumeError(f"{path}: its header declares sizes {[int(v) for v in header['sizes']]} ({nbytes} bytes of "
+                              f"{dtype}) but the file holds {size - offset} bytes of data after the header; "
+                              f"which part is the volume is not guessed")
+        mm = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(sizes))
         arr = da.from_array(mm, chunks=(CHUNK,) * len(sizes), name=f"nrrd-{path}-{size}")
     else:
         def load():
@@ -62,6 +67,26 @@ def read_nrrd_lazy(path: Path) -> tuple[da.Array, dict]:
 
         arr = da.from_delayed(dask.delayed(load)(), shape=tuple(sizes), dtype=dtype)
     return arr, header
+
+
+def _data_offset(path, header, data_start, size, nbytes) -> int:
+    """Where raw data starts: after the header, ``line skip`` lines and ``byte skip`` bytes;
+    ``byte skip: -1`` means the data is the last ``nbytes`` of the file (NRRD spec)."""
+    try:
+        byte_skip = int(header.get("byte skip", header.get("byteskip", 0)))
+        line_skip = int(header.get("line skip", header.get("lineskip", 0)))
+    except (TypeError, ValueError):
+        raise VolumeError(f"{path}: 'byte skip' / 'line skip' are not integers") from None
+    if byte_skip == -1:
+        return max(size - nbytes, data_start)
+    offset = data_start
+    if line_skip > 0:
+        with open(path, "rb") as fh:
+            fh.seek(data_start)
+            for _ in range(line_skip):
+                fh.readline()
+            offset = fh.tell()
+    return offset + max(byte_skip, 0)
 
 
 def _spacing(header) -> tuple:

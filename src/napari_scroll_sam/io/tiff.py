@@ -16,6 +16,7 @@ import dask.array as da
 import numpy as np
 import tifffile
 
+from .checks import check_voxel_size, checked_dask, stat_signature
 from .volume import TIFF_SUFFIXES, Volume, VolumeError, as_3d, estimate_window, list_slices
 
 # A slice bigger than this (bytes) is split into row blocks / tiles.
@@ -205,11 +206,16 @@ def open_slice_folder(folder: Path, *, channel: int = 0, check: str = "auto", na
     meta = read_meta(folder)
     if meta:
         _check_meta(meta, folder, arr.shape)
-    voxel = float(meta["voxelsize"]) if meta.get("voxelsize") else None
-    if meta.get("min") is not None and meta.get("max") is not None and float(meta["max"]) > float(meta["min"]):
-        window = (float(meta["min"]), float(meta["max"]))
+    where = folder / "meta.json"
+    voxel = None
+    if meta.get("voxelsize") is not None:
+        voxel = check_voxel_size([meta["voxelsize"]], f"{where}: key 'voxelsize'")[0]
+    lo, hi = (_meta_number(meta, k, where) for k in ("min", "max"))
+    if lo is not None and hi is not None and hi > lo:
+        window = (lo, hi)
     else:
         window = estimate_window(arr)
+    paths = [str(f) for f in files]
     return Volume(
         levels=[arr],
         voxel_size=(voxel,) * 3 if voxel else (1.0, 1.0, 1.0),
@@ -220,12 +226,28 @@ def open_slice_folder(folder: Path, *, channel: int = 0, check: str = "auto", na
         n_channels=n_channels,
         channel=channel,
         metadata={"format": "slices", "files": len(files), "meta": meta},
+        signers=[lambda z, ys, xs: f"{paths[z]}:{stat_signature(paths[z])}"],
     )
+
+
+def _meta_number(meta, key, where):
+    """A number of meta.json (None when absent); anything else names the file and the key."""
+    value = meta.get(key)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise VolumeError(f"{where}: key {key!r} is {value!r}, not a number") from None
+    if not np.isfinite(number):
+        raise VolumeError(f"{where}: key {key!r} is {value!r}, not a finite number")
+    return number
 
 
 def _check_meta(meta, folder, shape):
     for key, axis in (("slices", 0), ("height", 1), ("width", 2)):
-        if meta.get(key) is not None and int(meta[key]) != shape[axis]:
+        n = _meta_number(meta, key, folder / "meta.json")
+        if n is not None and n != shape[axis]:
             raise VolumeError(
                 f"{folder / 'meta.json'}: says {key}={meta[key]} but the folder holds "
                 f"{shape[axis]} ({'slices' if axis == 0 else 'pixels'})"
@@ -266,7 +288,7 @@ def open_tiff_file(path: Path, *, channel: int = 0) -> Volume:
         arrays = [root[k] for k in keys]
     levels, n_channels = [], 1
     for arr in arrays:
-        lazy = da.from_zarr(arr)
+        lazy = checked_dask(arr, path)
         lazy, n_channels = as_3d(lazy, path, axes=axes, channel=channel)
         levels.append(lazy)
     return Volume(

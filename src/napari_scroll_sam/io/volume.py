@@ -16,9 +16,9 @@ from typing import Any, Sequence
 import dask.array as da
 import numpy as np
 
-
-class VolumeError(ScrollSamError, ValueError):
-    """A volume cannot be opened; the message names the file and what is wrong."""
+from .checks import (VolumeError, check_chunk_count, check_voxel_size, checked_dask,  # noqa: F401 - re-exported
+                     stat_signature)
+from .window import WINDOW_BYTES, dtype_range, estimate_window  # noqa: F401 - re-exported
 
 
 @dataclasses.dataclass
@@ -66,6 +66,9 @@ class Volume:
     metadata: dict = dataclasses.field(default_factory=dict)
     #: array-likes behind ``levels`` that napari can slice directly (zarr arrays), or []
     sources: list = dataclasses.field(default_factory=list, repr=False)
+    #: per level: ``signer(z, (y0, y1), (x0, x1)) -> str``, a cheap signature of the stored
+    #: bytes slice ``z`` of that level is read from (see ``slice_signature``), or []
+    signers: list = dataclasses.field(default_factory=list, repr=False)
 
     def __post_init__(self):
         self.levels = [a if isinstance(a, da.Array) else da.asarray(a) for a in self.levels]
@@ -81,6 +84,7 @@ class Volume:
         for i, level in enumerate(self.levels):
             if level.ndim != 3:
                 raise VolumeError(f"{self.path}: level {i} has {level.ndim} axes, expected 3 (z, y, x)")
+        check_voxel_size(self.voxel_size, f"{self.path}: voxel size")
 
     # --- shape and geometry -------------------------------------------------
     @property
@@ -129,6 +133,22 @@ class Volume:
         parts = [src, list(self.shape), str(self.dtype), list(self.offset), list(self.voxel_size), self.channel]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
+    def slice_signature(self, z: int) -> str:
+        """A cheap signature of the stored bytes slice ``z`` (of this view) is read from:
+        it changes when those bytes are rewritten. Per format (its ``signer``): a slice
+        folder stats that slice's file (size, mtime_ns); a local zarr stats the chunk files
+        the slice's region touches; TIFF / NRRD / image files and formats without a signer
+        stat the whole file (any change invalidates every slice) or, for a folder, the
+        folder itself; data with no path gives "" (its identity is dask's content token)."""
+        z0 = self.offset[0] + int(z)
+        ys = (self.offset[1], self.offset[1] + self.shape[1])
+        xs = (self.offset[2], self.offset[2] + self.shape[2])
+        if self.signers:
+            return self.signers[0](z0, ys, xs)
+        if self.path is None:
+            return ""
+        return stat_signature(self.path)
+
     def __repr__(self) -> str:
         levels = "" if not self.multiscale else f", levels={len(self.levels)}"
         return (
@@ -172,6 +192,7 @@ class Volume:
             offset=tuple(o // max(f, 1) for o, f in zip(self.offset, factors)),
             extras=[],
             sources=self.sources[level:level + 1],
+            signers=self.signers[level:level + 1],
         )
 
     def crop(self, z=None, y=None, x=None, level: int = 0) -> "Volume":
@@ -251,62 +272,6 @@ def _pick_channel(arr, axis, channel, path):
     if not 0 <= channel < n:
         raise VolumeError(f"{path}: no channel {channel}; it has {n}")
     return da.take(arr, channel, axis=axis)
-
-
-def dtype_range(dtype) -> tuple:
-    dtype = np.dtype(dtype)
-    if dtype == bool:
-        return (0.0, 1.0)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return (float(info.min), float(info.max))
-    return (0.0, 1.0)
-
-
-def estimate_window(arr, max_chunks: int = 3, percentiles=(0.5, 99.5)) -> tuple:
-    """Contrast limits from percentiles of at most ``max_chunks`` chunks.
-
-    Takes the chunk at the centre of (y, x) for slices at 1/4, 1/2 and 3/4 of the
-    depth; falls back to the dtype's range when those chunks hold one value
-    (an empty store, a blank region). ``arr`` is a dask array, or a zarr array
-    (read directly: no dask graph over a huge array's chunks).
-    """
-    if getattr(arr, "size", 1) == 0:
-        return dtype_range(arr.dtype)
-    if not isinstance(arr, da.Array):
-        chunks = tuple(_split_even(n, c) for n, c in zip(arr.shape, arr.chunks))
-        read = lambda sl: np.asarray(arr[sl]).ravel()  # noqa: E731
-    else:
-        chunks = arr.chunks
-        read = None
-    zs = sorted({int(arr.shape[0] * f) for f in (0.5, 0.25, 0.75)})[:max_chunks]
-    boxes = []
-    for z in zs:
-        sl = [slice(z, z + 1)]
-        for ax in (1, 2):
-            bounds = np.cumsum((0,) + chunks[ax])
-            centre = arr.shape[ax] // 2
-            k = int(np.searchsorted(bounds, centre, side="right") - 1)
-            sl.append(slice(int(bounds[k]), int(bounds[k + 1])))
-        boxes.append(read(tuple(sl)) if read else arr[tuple(sl)].ravel())
-    sample = np.concatenate(boxes) if read else np.asarray(da.concatenate(boxes).compute())
-    if sample.dtype == bool:
-        return (0.0, 1.0)
-    sample = sample[np.isfinite(sample)] if np.issubdtype(sample.dtype, np.floating) else sample
-    if sample.size == 0:
-        return dtype_range(arr.dtype)
-    lo, hi = np.percentile(sample, percentiles)
-    if not hi > lo:
-        lo, hi = float(sample.min()), float(sample.max())
-    if not hi > lo:
-        if np.issubdtype(arr.dtype, np.floating):
-            return (float(lo) - 0.5, float(lo) + 0.5)
-        return dtype_range(arr.dtype)
-    return (float(lo), float(hi))
-
-
-def _split_even(n, c):
-    return tuple(min(c, n - i) for i in range(0, n, c))
 
 
 # --- the dispatcher -------------------------------------------------------------
@@ -425,26 +390,29 @@ def detect_format(p: Path) -> str | None:
     return None
 
 
+def _kind(name: str) -> str:
+    ext = Path(name).suffix.lower()
+    return "TIFF" if ext in TIFF_SUFFIXES else {".jpg": "JPEG", ".jpeg": "JPEG"}.get(ext, ext[1:].upper())
+
+
 def list_slices(folder: Path, suffixes: Sequence[str] = SLICE_SUFFIXES) -> list[Path]:
     """Image files of a folder in natural order (``2.tif`` before ``10.tif``).
 
-    When both TIFF and other images are present, the TIFFs are the slices.
+    A folder holding two kinds (TIFF and PNG, say) is refused, naming both and their counts.
     """
     import re
 
     files = [e for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(suffixes)
              and not e.name.startswith(".")]
-    tiffs = [e for e in files if e.name.lower().endswith(TIFF_SUFFIXES)]
-    if tiffs:
-        files = tiffs
-    else:
-        # only one kind of extension: the most common one
-        exts = {}
-        for e in files:
-            exts.setdefault(Path(e.name).suffix.lower(), []).append(e)
-        files = max(exts.values(), key=len) if exts else []
-
+    kinds: dict[str, list] = {}
+    for e in files:
+        kinds.setdefault(_kind(e.name), []).append(e)
+    if len(kinds) > 1:
+        counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(kinds.items(), key=lambda kv: -len(kv[1])))
+        raise VolumeError(f"{folder}: holds slices of several kinds ({counts}); which are the volume is "
+                          f"not guessed: move the other kind to another folder")
     def key(name):
         return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
     return [Path(e.path) for e in sorted(files, key=lambda e: key(e.name))]
+

@@ -5,37 +5,18 @@ into place at the end, so a crash or a cancel never leaves a half-written file.
 """
 
 from __future__ import annotations
-from ..errors import ScrollSamError
 
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import WriteError, atomic_output, check_output
 
 ZARR_SUFFIXES = (".zarr",)
 OME_ZARR_SUFFIXES = (".ome.zarr",)
 TIFF_SUFFIXES = (".tif", ".tiff")
 
-
-class WriteError(ScrollSamError, ValueError):
-    """Labels cannot be written; names the path and what is wrong."""
-
-
-def _tmp_beside(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-
-
-def _replace(tmp: Path, path: Path) -> None:
-    """Move ``tmp`` onto ``path``; a previous ``path`` (file or folder) is replaced."""
-    if path.is_dir() and not path.is_symlink():
-        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
+__all__ = ["WriteError", "write_labels", "napari_write_labels"]
 
 
 def _check_labels(data, path):
@@ -57,17 +38,18 @@ def write_labels(path, data, *, chunks=None, overwrite: bool = True, scale=None,
     OME-TIFF, zlib-compressed. ``scale`` (voxel size, z y x), ``translate`` (physical
     position of voxel 0, as napari's) and ``unit`` go into each format's metadata, so
     the plugin's reader puts the labels back where they were (see ``io/labels.py``).
-    All atomic. Returns the written path.
+    All atomic (``io.atomic``): an existing output is replaced only by a complete one; an
+    existing path that is not a zarr store / a file is refused, never replaced. Returns the path.
     """
     path = Path(path)
     name = path.name.lower()
     _check_labels(data, path)
-    if not path.parent.is_dir():
-        raise WriteError(f"{path}: folder {path.parent} does not exist")
+    if not name.endswith(ZARR_SUFFIXES + TIFF_SUFFIXES):
+        raise WriteError(f"{path}: unknown extension; use .ome.zarr, .zarr, .tif or .tiff")
     if path.exists() and not overwrite:
         raise WriteError(f"{path}: exists already")
-    if not os.access(path.parent, os.W_OK):
-        raise WriteError(f"{path}: folder {path.parent} is not writable")
+    # refuses a missing or unwritable folder (a probe file) and an existing path that is not ours
+    check_output(path, kind="zarr" if name.endswith(ZARR_SUFFIXES) else "TIFF")
     from .labels import _geometry
     from .volume import VolumeError
 
@@ -77,9 +59,8 @@ def write_labels(path, data, *, chunks=None, overwrite: bool = True, scale=None,
         scale, translate, unit = _geometry(data.ndim, scale, translate, unit, path)
     except VolumeError as exc:
         raise WriteError(str(exc)) from None
-    tmp = _tmp_beside(path)
-    try:
-        where = {"scale": scale, "translate": translate, "unit": unit}
+    where = {"scale": scale, "translate": translate, "unit": unit}
+    with atomic_output(path) as tmp:
         if name.endswith(OME_ZARR_SUFFIXES):
             from .labels import write_ngff
 
@@ -87,17 +68,8 @@ def write_labels(path, data, *, chunks=None, overwrite: bool = True, scale=None,
                        name=path.name, **where)
         elif name.endswith(ZARR_SUFFIXES):
             _write_zarr(tmp, data, chunks, **where)
-        elif name.endswith(TIFF_SUFFIXES):
-            _write_tiff(tmp, data, **where)
         else:
-            raise WriteError(f"{path}: unknown extension; use .ome.zarr, .zarr, .tif or .tiff")
-        _replace(tmp, path)
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
-        raise
+            _write_tiff(tmp, data, **where)
     return path
 
 

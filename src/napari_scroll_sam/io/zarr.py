@@ -8,11 +8,12 @@ coarsest level for the intensity window.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
-import dask.array as da
 import zarr
 
+from .checks import check_voxel_size, checked_dask, stat_signature
 from .volume import Volume, VolumeError, as_3d, estimate_window
 
 
@@ -58,10 +59,15 @@ def open_zarr(path: Path, *, channel: int = 0, store=None) -> Volume:
                 raise VolumeError(f"{path}: its multiscales metadata names a level {exc} that is not in the group") from exc
             names = [a.get("name", "") if isinstance(a, dict) else str(a) for a in ms.get("axes", [])]
             axes = "".join(n[:1].upper() for n in names) or None
+            for i, arr in enumerate(arrays[1:], start=1):
+                if arr.ndim != arrays[0].ndim:
+                    raise VolumeError(f"{path}: pyramid level {i} ({ms['datasets'][i]['path']!r}) has {arr.ndim} "
+                                      f"axes but level 0 has {arrays[0].ndim}")
             scale = _scale_of(ms["datasets"][0], arrays[0].ndim)
             if scale:
                 spatial = scale[-3:] if len(scale) >= 3 else [1.0] * (3 - len(scale)) + scale
-                voxel = tuple(float(s) for s in spatial)
+                voxel = check_voxel_size(spatial, f"{path}: multiscales datasets[0] coordinateTransformations "
+                                                  f"'scale' {scale}")
                 units = [a.get("unit") for a in ms.get("axes", []) if isinstance(a, dict) and a.get("unit")]
                 unit = _short_unit(units[-1]) if units else unit
         else:
@@ -69,17 +75,48 @@ def open_zarr(path: Path, *, channel: int = 0, store=None) -> Volume:
             axes = _axes_from_attrs(arrays[0])
     levels, n_channels = [], 1
     for arr in arrays:
-        lazy, n_channels = as_3d(da.from_zarr(arr), path, axes=axes, channel=channel)
+        lazy, n_channels = as_3d(checked_dask(arr, path), path, axes=axes, channel=channel)
         levels.append(lazy)
     for i in range(1, len(levels)):
         if any(b > a for a, b in zip(levels[i - 1].shape, levels[i].shape)):
             raise VolumeError(f"{path}: pyramid level {i} {levels[i].shape} is larger than level {i - 1} "
                               f"{levels[i - 1].shape}")
     direct = arrays if all(a.ndim == 3 for a in arrays) else []  # zarr arrays napari can slice as they are
-    window = _window_from_attrs(node) or estimate_window(direct[-1] if direct else levels[-1])
+    try:
+        window = _window_from_attrs(node) or estimate_window(direct[-1] if direct else levels[-1])
+    except VolumeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt chunk read for the window
+        first = str(exc).strip().splitlines()
+        raise VolumeError(f"{path}: cannot read a chunk of the coarsest level for the intensity window "
+                          f"({type(exc).__name__}: {first[0] if first else 'no message'})") from exc
     return Volume(levels=levels, voxel_size=voxel, unit=unit, contrast_limits=window, path=path,
                   n_channels=n_channels, channel=channel, sources=direct,
+                  signers=[chunk_signer(a, path) for a in arrays],
                   metadata={"format": fmt, "zarr_format": _fmt(arrays[0])})
+
+
+def chunk_signer(arr, path):
+    """Signature of the stored chunks (shards) slice z's region touches: one stat per chunk
+    file (a missing chunk, read as the fill value, signs as missing). For a store that is not
+    a local folder, or an array with more than 3 axes: its metadata file's stat only."""
+    root = getattr(arr.store, "root", None)
+    base = Path(root) / arr.path if root is not None and arr.path else (Path(root) if root is not None else None)
+    meta = None if base is None else next((base / n for n in ("zarr.json", ".zarray") if (base / n).is_file()), None)
+    if base is None or arr.ndim != 3:
+        return lambda z, ys, xs: "" if meta is None else stat_signature(meta)
+    grid = tuple(int(c) for c in (getattr(arr, "shards", None) or arr.chunks))
+    encode = arr.metadata.encode_chunk_key
+
+    def sign(z, ys, xs):
+        kz = z // grid[0]
+        h = hashlib.sha1()
+        for ky in range(ys[0] // grid[1], (ys[1] - 1) // grid[1] + 1):
+            for kx in range(xs[0] // grid[2], (xs[1] - 1) // grid[2] + 1):
+                h.update(stat_signature(base / encode((kz, ky, kx))).encode())
+        return h.hexdigest()[:16]
+
+    return sign
 
 
 def _fmt(arr) -> int:

@@ -30,12 +30,24 @@ class Seed:
 
     def __post_init__(self):
         self.object_id, self.z = int(self.object_id), int(self.z)
+        where = f"object {self.object_id} on slice {self.z}"
         if self.points is not None:
             self.points = np.asarray(self.points, float).reshape(-1, 2)
             self.labels = (np.ones(len(self.points)) if self.labels is None
                            else np.asarray(self.labels, float).reshape(-1))
+            if len(self.labels) != len(self.points):
+                raise PropagationError(f"{where}: {len(self.points)} points but {len(self.labels)} labels")
+            if not np.isfinite(self.points).all() or not np.isfinite(self.labels).all():
+                raise PropagationError(f"{where}: a point has a non-finite coordinate or label "
+                                       f"({self.points.tolist()}, labels {self.labels.tolist()})")
         if self.box is not None:
             self.box = np.asarray(self.box, float).reshape(4)
+            if not np.isfinite(self.box).all():
+                raise PropagationError(f"{where}: the box {self.box.tolist()} has a non-finite coordinate")
+            y0, x0, y1, x1 = self.box
+            if y1 < y0 or x1 < x0:
+                raise PropagationError(f"{where}: the box (y0, x0, y1, x1) = {self.box.tolist()} is reversed "
+                                       f"(needs y0 <= y1 and x0 <= x1)")
         if self.mask is not None:
             self.mask = np.asarray(self.mask, bool)
 
@@ -108,10 +120,20 @@ def validate(embedder, seeds, labels, z_limits, replace):
     if not seeds:
         raise PropagationError("no prompts: give at least one seed (points, a box or a mask on a slice)")
     h, w = shape[1:]
+    dtype = np.dtype(getattr(labels, "dtype", np.uint32))
+    top = int(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else None
+    seen = set()
     for s in seeds:
         where = f"object {s.object_id} on slice {s.z}"
         if s.object_id < 1:
             raise PropagationError(f"{where}: object ids start at 1 (0 is background)")
+        if top is not None and s.object_id > top:
+            raise PropagationError(f"{where}: object id {s.object_id} does not fit the labels' dtype {dtype} "
+                                   f"(largest {top})")
+        if (s.object_id, s.z) in seen:
+            raise PropagationError(f"{where}: two seeds for one object on one slice; give one Seed with all "
+                                   f"its points (and at most one box)")
+        seen.add((s.object_id, s.z))
         if not 0 <= s.z < shape[0]:
             raise PropagationError(f"{where}: slice {s.z} is outside the volume (slices 0..{shape[0] - 1})")
         if not s.has_prompt:

@@ -4,22 +4,35 @@ The image encoder is SAM's cost; everything else (prompts, propagation,
 training with a frozen encoder) reuses its output. ``SliceEmbedder`` encodes
 the slices a sampling mode makes, in batches, and keeps each slice's embedding
 in a zarr store keyed by what determines it: the volume's identity, the sampling
-mode and its parameters, the intensity window, the model and the tiling. Any
-change of those gives another store, so a stale embedding is never served.
+mode and its parameters, the intensity window, the image encoder's weights (a
+digest of them: a fine-tune with a frozen encoder shares its base model's store)
+and the tiling. Any change of those gives another store.
+
+Within a store each slice carries the signature of the stored bytes it was
+computed from (``Volume.slice_signature`` of every slice its channels read: the
+slice file's size and mtime, or the zarr chunks' …), taken before the pixels are
+read. A slice whose source changed since is encoded again: a stale embedding is
+never served.
 
 Layout: ``<cache root>/embeddings/<digest>.zarr``, one float16 array
-(z, tile, C, h, w) with one chunk per (slice, tile). zarr writes each chunk
-atomically (temporary file, then rename), and a slice counts as cached only
-when all its tile chunks exist, so an interrupted run resumes where it stopped.
+(z, tile, C, h, w) with one chunk per (slice, tile), and ``signatures/<z>``. zarr
+writes each chunk atomically (temporary file, then rename) and the signature is
+written last, so a slice counts as cached only when all its tile chunks and its
+signature are there: an interrupted run resumes where it stopped. A new store is
+built under a temporary name and renamed into place, so two processes starting
+on one new cache both end up using the one that won. A cache that cannot be
+written (read-only, full) is read where it has the slice, and otherwise left
+alone: embeddings stay in memory, with one warning. A non-finite embedding is
+never written.
 """
 
 from __future__ import annotations
-from ..errors import ScrollSamError
 
 import dataclasses
 import hashlib
-import json
+import logging
 import os
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import Iterator
@@ -28,12 +41,36 @@ import numpy as np
 import torch
 
 from .attention import attention_kind, patch_attention
+from .cache import CacheKey, EmbeddingError, SliceStore  # noqa: F401 - re-exported
 from .preprocess import preprocess, preprocess_shape
 from .tiling import Tile, Tiling, grid_for
 
 
-class EmbeddingError(ScrollSamError, RuntimeError):
-    """Encoding failed (e.g. out of GPU memory at batch size 1); says what to do."""
+log = logging.getLogger(__name__)
+
+
+_DIGESTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def encoder_digest(sam) -> str:
+    """SHA-256 (first 16 hex digits) of the image encoder's weights (names, dtypes, shapes,
+    bytes) and input size: what an embedding depends on. Remembered per module until a
+    tensor of it changes (in-place updates bump torch's version counters); hashing costs
+    about 1 s per GB of encoder weights (vit_b ≈ 0.35 GB, vit_h ≈ 2.5 GB)."""
+    enc = sam.image_encoder
+    tensors = list(enc.state_dict(keep_vars=True).items())
+    stamp = tuple((t.data_ptr(), t._version, t.device.type) for _, t in tensors)
+    hit = _DIGESTS.get(enc)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    h = hashlib.sha256(f"img_size={enc.img_size}".encode())
+    for name, t in tensors:
+        t = t.detach()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    digest = h.hexdigest()[:16]
+    _DIGESTS[enc] = (stamp, digest)
+    return digest
 
 
 def default_cache_root() -> Path:
@@ -43,62 +80,6 @@ def default_cache_root() -> Path:
     import pooch
 
     return Path(pooch.os_cache("napari-scroll-sam"))
-
-
-@dataclasses.dataclass(frozen=True)
-class CacheKey:
-    """Everything an embedding depends on."""
-
-    volume: str
-    mode: str
-    window: tuple
-    model: str
-    tiling: str
-
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:20]
-
-
-class SliceStore:
-    """One zarr array of embeddings (z, tile, C, h, w) for one ``CacheKey``."""
-
-    def __init__(self, path: Path, key: CacheKey, n_slices: int, n_tiles: int, emb_shape: tuple, meta: dict):
-        import zarr
-
-        self.path = Path(path)
-        self.key = key
-        shape = (n_slices, n_tiles, *emb_shape)
-        chunks = (1, 1, *emb_shape)
-        if (self.path / "zarr.json").is_file():
-            self.array = zarr.open_array(str(self.path), mode="r+", config={"write_empty_chunks": True})
-            if tuple(self.array.shape) != shape:
-                raise EmbeddingError(f"{self.path}: cached embeddings have shape {self.array.shape}, expected {shape}")
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.array = zarr.create_array(
-                store=str(self.path), shape=shape, chunks=chunks, dtype="float16", fill_value=0,
-                chunk_key_encoding={"name": "default", "separator": "/"}, zarr_format=3,
-                config={"write_empty_chunks": True}, overwrite=False,
-                attributes={"key": dataclasses.asdict(key), **meta},
-            )
-        self.n_tiles = n_tiles
-
-    def _chunk_file(self, z: int, t: int) -> Path:
-        rest = "/".join("0" for _ in range(self.array.ndim - 2))
-        return self.path / "c" / str(z) / str(t) / rest
-
-    def has(self, z: int) -> bool:
-        return all(self._chunk_file(z, t).is_file() for t in range(self.n_tiles))
-
-    def cached(self) -> list[int]:
-        return [z for z in range(self.array.shape[0]) if self.has(z)]
-
-    def get(self, z: int) -> np.ndarray:
-        return self.array[z]
-
-    def put(self, z: int, emb: np.ndarray) -> None:
-        for t in range(self.n_tiles):  # tile by tile: each chunk written atomically
-            self.array[z, t] = emb[t]
 
 
 @dataclasses.dataclass
@@ -167,15 +148,38 @@ class SliceEmbedder:
         self._memory: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._memory_slices = memory_slices
         self.key = CacheKey(volume.identity(), self.mode.key(), tuple(float(v) for v in volume.contrast_limits),
-                            str(model.model_id), self.tiling.key() if self.tiling else "whole")
+                            f"encoder:{encoder_digest(self.sam)}", self.tiling.key() if self.tiling else "whole")
         self.store = None
         if cache is not False:
             root = Path(cache) if cache is not None else default_cache_root()
             emb_shape = self._embedding_shape()
             meta = {"volume_name": volume.name, "volume_path": str(volume.path), "img_size": self.img_size,
-                    "original_size": list(shape_hw), "tiles": [dataclasses.asdict(t) for t in self.tiles]}
-            self.store = SliceStore(root / "embeddings" / f"{self.key.digest()}.zarr", self.key,
-                                    volume.shape[0], len(self.tiles), emb_shape, meta)
+                    "original_size": list(shape_hw), "tiles": [dataclasses.asdict(t) for t in self.tiles],
+                    "model_id": str(model.model_id)}
+            path = root / "embeddings" / f"{self.key.digest()}.zarr"
+            try:
+                self.store = SliceStore(path, self.key, volume.shape[0], len(self.tiles), emb_shape, meta,
+                                        signature=self.source_signature)
+            except OSError as exc:
+                log.warning("embedding cache %s cannot be used (%s): embeddings are kept in memory only",
+                            path, exc.strerror or exc)
+            else:
+                if not self.store.writable:
+                    self._read_only(OSError("read-only"))
+
+    def source_signature(self, z: int) -> str:
+        """Signature of the stored bytes slice ``z``'s embedding is computed from: those of
+        every slice its channels read (``mode.channels``)."""
+        n = self.volume.shape[0]
+        return "|".join(self.volume.slice_signature(c) for c in sorted(set(self.mode.channels(int(z), n))))
+
+    def _read_only(self, exc):
+        if self.store is not None and getattr(self, "_warned", False) is False:
+            log.warning("embedding cache %s cannot be written (%s): new embeddings are kept in memory only",
+                        self.store.path, getattr(exc, "strerror", None) or exc)
+            self._warned = True
+        if self.store is not None:
+            self.store.writable = False
 
     def _embedding_shape(self) -> tuple:
         enc = self.sam.image_encoder
@@ -235,42 +239,66 @@ class SliceEmbedder:
         i = 0
         while i < len(todo):
             batch = todo[i:i + self.batch_size]
+            sigs = [self.source_signature(z) if self.store is not None else "" for z in batch]  # before reading
             embs = self._encode_slices(batch)
-            for z, emb in zip(batch, embs):  # store the whole batch first: a cancel loses no work
+            bad = []
+            for z, sig, emb in zip(batch, sigs, embs):  # store the whole batch first: a cancel loses no work
+                if not torch.isfinite(emb).all():
+                    bad.append(z)
+                    continue
                 if self.store is not None:
                     half = emb.to(torch.float16)
-                    self.store.put(z, half.cpu().numpy())
-                    emb = half  # use what the cache holds: results never depend on cache state
+                    if not torch.isfinite(half).all():  # beyond float16's range: memory only, float32
+                        log.warning("slice %d: its embedding exceeds float16's range; it is not cached", z)
+                    elif self.store.writable:
+                        try:
+                            self.store.put(z, half.cpu().numpy(), sig)
+                        except OSError as exc:
+                            self._read_only(exc)
+                        emb = half  # use what the cache holds: results never depend on cache state
+                    else:
+                        emb = half
                 self._remember(z, emb.float())
+            if bad:
+                raise EmbeddingError(
+                    f"{self.volume.name}: the image encoder ({self.model.model_id}) returned non-finite values "
+                    f"(NaN or inf) for slice(s) {bad}; nothing of them was cached. The weights may be broken")
             for z in batch:
                 done += 1
                 yield EmbedReport(z, False, done, total, len(batch))
             i += len(batch)
 
     def _encode_slices(self, zs) -> list[torch.Tensor]:
-        """Encode whole slices (all their tiles) in as few encoder calls as fit."""
+        """Encode whole slices (all their tiles) in as few encoder calls as fit.
+
+        Tiles are streamed: only one encoder batch of tile crops is copied out of the raw
+        slices at a time, and each result goes straight into its slice's output tensor
+        (an 8000² slice's 1764 tiles of the built-in model no longer hold every crop and
+        every result twice)."""
         from ..sampling import sample_raw
 
         raw = sample_raw(self.volume, zs, self.mode)  # (B, 3, H, W) raw, one read
-        crops = []
-        for b in range(len(zs)):
-            for t in self.tiles:
-                y0, y1, x0, x1 = t.outer
-                crops.append(raw[b, :, y0:y1, x0:x1])
-        # tiles of one slice share a shape except when the slice is smaller than a tile
-        feats = []
-        groups: dict[tuple, list[int]] = {}
-        for i, c in enumerate(crops):
-            groups.setdefault(c.shape, []).append(i)
-        out = [None] * len(crops)
-        for shape, idx in groups.items():
-            stack = np.stack([crops[i] for i in idx])
-            res = self.encode(stack)
-            for j, i in enumerate(idx):
-                out[i] = res[j]
         n_t = len(self.tiles)
-        for b in range(len(zs)):
-            feats.append(torch.stack(out[b * n_t:(b + 1) * n_t]))
+        # tiles of one slice share a shape except when the slice is smaller than a tile
+        groups: dict[tuple, list[int]] = {}
+        for i in range(len(zs) * n_t):
+            groups.setdefault(self.tiles[i % n_t].shape, []).append(i)
+        feats: list = [None] * len(zs)
+        for idx in groups.values():
+            j = 0
+            while j < len(idx):
+                part = idx[j:j + max(1, self.batch_size)]
+                crops = []
+                for i in part:
+                    y0, y1, x0, x1 = self.tiles[i % n_t].outer
+                    crops.append(raw[i // n_t, :, y0:y1, x0:x1])
+                res = self.encode(np.stack(crops))
+                for k, i in enumerate(part):
+                    b = i // n_t
+                    if feats[b] is None:
+                        feats[b] = torch.empty((n_t, *res.shape[1:]), dtype=res.dtype, device=res.device)
+                    feats[b][i % n_t] = res[k]
+                j += len(part)
         return feats
 
     def encode(self, raw: np.ndarray) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """SAM's preprocessing for a batch of slices, in torch, on the model's device.
 
-Window (contrast limits → 0..255, quantised like the uint8 image SAM expects),
+Window (contrast limits → 0..255, quantised like the uint8 image SAM expects;
+NaN → 0, ±inf → 255 / 0, so no non-finite value reaches the encoder),
 resize the longest side to the encoder's input size (bilinear, antialiased, as
 PIL does in ``SamPredictor``), normalise with SAM's pixel mean / std, pad to a
 square. One call for the whole batch: no per-image PIL round trip.
@@ -33,10 +34,14 @@ def to_tensor(raw, device) -> torch.Tensor:
 
 
 def window_uint8(x: torch.Tensor, window) -> torch.Tensor:
-    """Linear map lo→0, hi→255, clipped and rounded (the uint8 SAM would see), as float."""
+    """Linear map lo→0, hi→255, clipped and rounded (the uint8 SAM would see), as float.
+
+    Non-finite voxels never reach the encoder (one NaN would make the whole embedding
+    NaN through attention): NaN → 0 (the window's low end, black), +inf → 255 (its high
+    end), -inf → 0."""
     lo, hi = float(window[0]), float(window[1])
     scale = 255.0 / max(hi - lo, 1e-12)
-    return ((x - lo) * scale).clamp_(0, 255).round_()
+    return torch.nan_to_num_(((x - lo) * scale).clamp_(0, 255), nan=0.0).round_()
 
 
 def preprocess(raw, window, img_size: int, device="cpu", already_uint8: bool = False) -> tuple[torch.Tensor, tuple]:

@@ -30,7 +30,6 @@ from ..errors import ScrollSamError
 import dataclasses
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -185,8 +184,12 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise TrainingError(f"{self.out_dir}: cannot create the output folder ({exc})") from exc
-        if not os.access(self.out_dir, os.W_OK):
-            raise TrainingError(f"{self.out_dir}: the output folder is not writable")
+        from ..io.atomic import WriteError, check_writable
+
+        try:  # a probe file: permission bits mislead root and read-only mounts
+            check_writable(self.out_dir, f"{self.out_dir}: the output folder")
+        except WriteError as exc:
+            raise TrainingError(str(exc)) from None
 
     def _set_trainable(self):
         freeze = self.config.freeze
@@ -400,11 +403,19 @@ class Trainer:
 
     def _save(self, name) -> Path:
         first = self.pairs[0].image
-        return save_checkpoint(
-            self.out_dir / name, self.model, optimizer=self.optimizer.state_dict(), step=self.step,
-            epoch=self.epoch, best_score=self.best_score, history=self.history,
-            sampling=self.embedders[0].mode.key(), window=list(first.contrast_limits),
-            train_config=dataclasses.asdict(self.config))
+        path = self.out_dir / name
+        try:
+            return save_checkpoint(
+                path, self.model, optimizer=self.optimizer.state_dict(), step=self.step,
+                epoch=self.epoch, best_score=self.best_score, history=self.history,
+                sampling=self.embedders[0].mode.key(), window=list(first.contrast_limits),
+                train_config=dataclasses.asdict(self.config))
+        except OSError as exc:  # full or read-only disk: the previous file is whole (written atomically)
+            from ..io.atomic import describe_os_error
+
+            raise TrainingError(f"{path}: cannot write the checkpoint of epoch {self.epoch} "
+                                f"({describe_os_error(exc)}); {'the previous ' + name + ' is untouched' if path.exists() else 'none was written'}"
+                                ) from exc
 
     def run(self) -> Iterator:
         cfg = self.config
