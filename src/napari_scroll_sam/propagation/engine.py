@@ -171,7 +171,9 @@ def remember(cfg: WalkConfig, memory: list, kept, source) -> list:
     """The memory after a slice: where the prior was kept as carried, its tracks go on
     unchanged (no resampling); where the model's mask or the snapped prior was kept, a new
     track starts from it."""
-    if source == "model" or (cfg.snap is not None and cfg.prior is not None):
+    if cfg.prior is None:
+        return memory
+    if source == "model" or cfg.snap is not None:
         return (memory + [Track(kept)])[-cfg.memory:]
     return memory
 

@@ -169,8 +169,12 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
 def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cfg, multimask, tiled, replace,
           opts, rng):
     """All objects of one walk direction onto slice z: prior, prompts, one decoder call, judge, write."""
-    fields = engine.motion_fields(images, cfg, z - step, z, [w.mask for w in here])
-    priors = []
+    if cfg.prior is None:  # the walk of old: the last mask prompts, nothing is carried or judged
+        priors = [(w.mask, 0.0, None) for w in here]
+        fields = []
+    else:
+        fields = engine.motion_fields(images, cfg, z - step, z, [w.mask for w in here])
+        priors = []
     for w, f in zip(here, fields):
         w.memory = engine.carry(w.memory, f)
         sdf = engine.vote(w.memory)
