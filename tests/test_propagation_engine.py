@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from napari_scroll_sam.propagation import PropagationError, Seed, StopRule, WalkConfig, propagate
-from napari_scroll_sam.propagation.prior import MotionField, Track, corridor, touching
+from napari_scroll_sam.propagation.engine import iou
+from napari_scroll_sam.propagation.flow import FLOWS, flow
+from napari_scroll_sam.propagation.prior import MotionField, Track, corridor, signed_distance, snap, touching
 from napari_scroll_sam.sam.predictor import Prediction
 from tests.test_propagation import OracleEmbedder, OraclePredictor
 
@@ -121,6 +123,52 @@ def test_motion_field_follows_a_shift_and_the_soft_track_carries_a_thin_sheet():
     assert warped[:, 30:32].all()  # re-thresholding each slice: stuck where it started
 
 
+@pytest.mark.parametrize("method", FLOWS)
+@pytest.mark.parametrize("size, max_side", [(64, 256), (300, 128)])  # whole, and block-averaged to 1/3
+def test_each_flow_method_recovers_a_smooth_shift(method, size, max_side):
+    yy, xx = np.mgrid[:size, :size]
+    k = size / 64  # structures that stay resolved at every pyramid level
+    img = (np.sin(xx / (5.0 * k)) * np.cos(yy / (6.0 * k)) * 0.4 + 0.5).astype(np.float32)
+    nxt = np.roll(np.roll(img, 2, axis=1), -1, axis=0)  # content moves +2 px in x, -1 px in y
+    f = flow(img, nxt, method, max_side=max_side)
+    assert f.shape == (2, size, size) and f.dtype == np.float32
+    inner = (slice(12, -12), slice(12, -12))
+    assert np.median(f[1][inner]) == pytest.approx(-2, abs=0.3)  # a pixel of nxt was 2 px left in img
+    assert np.median(f[0][inner]) == pytest.approx(1, abs=0.3)
+
+
+def test_closed_form_ilk_matches_scikit_image():
+    from skimage.registration import optical_flow_ilk
+
+    rng = np.random.default_rng(0)
+    from scipy import ndimage
+
+    img = ndimage.gaussian_filter(rng.random((96, 96)), 3).astype(np.float32)
+    img = (img - img.min()) / np.ptp(img)
+    yy, xx = np.mgrid[:96, :96].astype(np.float32)
+    nxt = ndimage.map_coordinates(img, [yy - 0.5 * np.sin(xx / 20), xx + 1.2], order=1, mode="nearest")
+    ours = flow(img, nxt, "ilk", radius=7, num_warp=3)
+    ref = optical_flow_ilk(nxt, img, radius=7, num_warp=3)
+    inner = (slice(16, -16),) * 2
+    assert np.abs(ours[0][inner] - ref[0][inner]).mean() < 0.1 and np.abs(ours[1][inner] - ref[1][inner]).mean() < 0.1
+    with pytest.raises(ValueError, match="flow method 'tv' must be one of"):
+        flow(img, nxt, "tv")
+
+
+def test_snap_moves_only_the_band_near_the_boundary_onto_the_edge():
+    img = np.zeros((80, 80), np.float32)
+    img[20:60, 20:60] = 1.0  # the object's true edge
+    prior = np.zeros((80, 80), bool)
+    prior[21:61, 21:61] = True  # carried 1 px off
+    far = np.zeros((80, 80), bool)
+    sdf = signed_distance(prior)
+    snapped = snap(sdf, img, (0, 0, 80, 80), reach=2.0, sigma=0.5)
+    assert iou(snapped, img > 0) > iou(prior, img > 0) and iou(snapped, img > 0) > 0.97
+    assert not (snapped & ~corridor(prior, 3)).any() and not snapped[far].any()
+    sub = snap(sdf, img[10:70, 10:70], (10, 10, 70, 70), reach=2.0, sigma=0.5)  # a crop of the box only
+    assert (sub == snapped).all()
+
+
 def test_corridor_and_touching():
     prior = np.zeros((40, 40), bool)
     prior[10:20, 10:20] = True
@@ -138,6 +186,7 @@ def test_corridor_and_touching():
     ({"adapt_steps": -3}, "adapt_steps=-3"),
     ({"accept": 1.5}, "accept=1.5"),
     ({"prior": "magic"}, "prior='magic'"),
+    ({"flow": "farneback"}, "flow='farneback'"),
 ])
 def test_bad_walk_options_are_refused_before_anything_is_written(kw, msg):
     with pytest.raises(PropagationError, match=msg):

@@ -29,6 +29,7 @@ import dataclasses
 import numpy as np
 
 from .plan import check_number
+from .flow import FLOWS
 from .prior import MotionField, Track, corridor, grow_box, mask_box, snap, touching, window
 from .stop import PropagationError
 
@@ -47,8 +48,9 @@ class WalkConfig:
     accept : IoU with the prior from which the model's mask is kept (0: always)
     corridor : px beyond the measured displacement the mask may reach (None: no corridor)
     compete : negative points on the other objects walking on the same slice
-    flow_radius, flow_max_side, flow_warps, margin : optical flow window, resolution cap (longer
-        side of the box, px), warp iterations, box margin (px)
+    flow : the optical flow ("dis": OpenCV's DIS, fast; "ilk": scikit-image's Lucas-Kanade)
+    flow_radius, flow_max_side, flow_warps, margin : ILK's window, the resolution cap (longer
+        side of the box, px), ILK's warp iterations, the box margin (px)
     snap : the prior snapped to the image's edges within this many px (a watershed of the
         gradient; None: the warped mask as it is); snap_sigma: smoothing before the gradient
     adapt_steps : decoder fine-tuning steps on the anchors before walking (0: off)
@@ -60,8 +62,9 @@ class WalkConfig:
     accept: float = 0.85
     corridor: float | None = 3.0
     compete: bool = True
+    flow: str = "ilk"
     flow_radius: int = 7
-    flow_max_side: int = 512
+    flow_max_side: int = 256
     flow_warps: int = 3
     margin: int = 64
     snap: float | None = 2.0
@@ -77,6 +80,8 @@ class WalkConfig:
         if a > 1:
             raise PropagationError(f"accept={self.accept} must be within [0, 1]")
         check_number("corridor", self.corridor, lo=0, allow_none=True)
+        if self.flow not in FLOWS:
+            raise PropagationError(f"flow={self.flow!r} must be one of {FLOWS}")
         check_number("flow_radius", self.flow_radius, lo=1, integer=True)
         check_number("flow_max_side", self.flow_max_side, lo=16, integer=True)
         check_number("flow_warps", self.flow_warps, lo=1, integer=True)
@@ -142,7 +147,7 @@ def motion_fields(images: SliceImages, cfg: WalkConfig, z_from: int, z_to: int, 
     images.crop(z_to, union)
     for box, idx in groups:
         f = MotionField.between(images.crop(z_from, box), images.crop(z_to, box), box, shape,
-                                radius=cfg.flow_radius, max_side=cfg.flow_max_side, num_warp=cfg.flow_warps)
+                                radius=cfg.flow_radius, max_side=cfg.flow_max_side, num_warp=cfg.flow_warps, method=cfg.flow)
         for i in idx:
             out[i] = f
     return out

@@ -1,8 +1,8 @@
 """The motion prior: the last accepted mask carried to the next slice by optical flow.
 
 ``MotionField.between(prev, nxt, box)`` estimates the dense displacement from slice ``nxt``
-back to slice ``prev`` inside ``box`` (y0, x0, y1, x1) only, with scikit-image's
-iterative Lucas-Kanade (``optical_flow_ilk``) on the windowed intensities, at a reduced
+back to slice ``prev`` inside ``box`` (y0, x0, y1, x1) only (``flow``: OpenCV's DIS flow by
+default, scikit-image's ILK as the alternative) on the windowed intensities, at a reduced
 resolution when the box is large (the flow is smooth, so a coarse field holds: the box is
 brought to at most ``max_side`` pixels on its longer side, then the field is scaled back).
 ``field.warp(mask)`` carries any number of masks with the same field (one flow per slice
@@ -18,6 +18,8 @@ import dataclasses
 
 import numpy as np
 from scipy import ndimage
+
+from .flow import flow
 
 
 def window(a, contrast_limits) -> np.ndarray:
@@ -42,13 +44,6 @@ def mask_box(mask) -> tuple | None:
     return int(ys[0]), int(xs[0]), int(ys[-1]), int(xs[-1])
 
 
-def _upsample(c, f, h, w):
-    """A field at 1/f (block centres) back to (h, w) pixel centres, linearly."""
-    yy = (np.arange(h) + 0.5) / f - 0.5
-    xx = (np.arange(w) + 0.5) / f - 0.5
-    return ndimage.map_coordinates(c, np.meshgrid(yy, xx, indexing="ij"), order=1, mode="nearest")
-
-
 @dataclasses.dataclass
 class MotionField:
     """Displacement (dy, dx) at each pixel of ``box`` of the next slice, pointing to where
@@ -59,21 +54,10 @@ class MotionField:
     shape: tuple  # slice (H, W)
 
     @classmethod
-    def between(cls, prev, nxt, box, shape, radius: int = 7, max_side: int = 512, num_warp: int = 3) -> "MotionField":
-        """Flow from ``nxt`` back to ``prev`` (both windowed crops of ``box``)."""
-        from skimage.registration import optical_flow_ilk
-
-        h, w = prev.shape
-        f = max(1, int(np.ceil(max(h, w) / max_side)))
-        if f > 1:  # block means (no aliasing), flow at 1/f, then back to full size
-            from skimage.transform import downscale_local_mean
-
-            small = [downscale_local_mean(a, (f, f)) for a in (prev, nxt)]
-            flow = optical_flow_ilk(small[1], small[0], radius=max(2, int(round(radius / f)) + 1), num_warp=num_warp)
-            flow = np.stack([_upsample(c, f, h, w) for c in flow]) * f
-        else:
-            flow = optical_flow_ilk(nxt, prev, radius=radius, num_warp=num_warp)
-        return cls(tuple(box), flow.astype(np.float32), tuple(shape))
+    def between(cls, prev, nxt, box, shape, radius: int = 7, max_side: int = 256, num_warp: int = 3,
+                method: str = "ilk") -> "MotionField":
+        """Flow from ``nxt`` back to ``prev`` (both windowed crops of ``box``), by ``flow``."""
+        return cls(tuple(box), flow(prev, nxt, method, radius, max_side, num_warp), tuple(shape))
 
     @classmethod
     def still(cls, box, shape) -> "MotionField":
@@ -169,23 +153,34 @@ def signed_distance(mask, cap: float = 8.0) -> np.ndarray:
 
 def snap(sdf, image, box, reach: float = 2.0, sigma: float = 1.0) -> np.ndarray:
     """The prior snapped to the image's edges: a watershed of the (Gaussian-smoothed) gradient
-    magnitude in ``box``, grown from the prior's core (distance > ``reach`` px inside, or half
-    the sheet's thickness for thin sheets) against its outside (> ``reach`` px out).
-    Only pixels within ``reach`` of the prior's boundary can change. Returns the mask (H, W)."""
+    magnitude, grown from the prior's core (distance > ``reach`` px inside, or half the sheet's
+    thickness for thin sheets) against its outside (> ``reach`` px out), computed only in the
+    band of pixels within ``reach`` + 1 px of the prior's boundary (inside ``box``; the rest
+    cannot change), so it costs the boundary's length, not the box's area. Returns the mask (H, W)."""
     from skimage.filters import sobel
     from skimage.segmentation import watershed
 
-    y0, x0, y1, x1 = box
-    s = sdf[y0:y1, x0:x1]
     out = sdf > 0
+    b = mask_box(out)
+    if b is None:
+        return out
+    pad = int(np.ceil(reach + 4 * sigma)) + 3  # the filters see what they saw in the whole box
+    y0, x0, y1, x1 = grow_box(b, pad, sdf.shape)
+    y0, x0 = max(y0, box[0]), max(x0, box[1])
+    y1, x1 = min(y1, box[2]), min(x1, box[3])
+    s = sdf[y0:y1, x0:x1]
     inside = s > min(reach, 0.5 * float(s.max()))
     if not inside.any():
         return out
     markers = np.zeros(s.shape, np.int32)
     markers[s < -reach] = 1
     markers[inside] = 2
-    edges = sobel(ndimage.gaussian_filter(image, sigma) if sigma else image)
-    out[y0:y1, x0:x1] = watershed(edges, markers) == 2
+    band = (np.abs(s) <= reach + 1) | (markers > 0) & ndimage.binary_dilation(markers == 0)
+    img = image[y0 - box[0]:y1 - box[0], x0 - box[1]:x1 - box[1]]
+    edges = sobel(ndimage.gaussian_filter(img, sigma) if sigma else img)
+    ws = watershed(edges, markers, mask=band)
+    crop = out[y0:y1, x0:x1]
+    crop[band] = ws[band] == 2
     return out
 
 
