@@ -13,7 +13,8 @@ Prints one JSON document on stdout (progress on stderr). Per model, on the same 
 * ``ours_warm``: ``propagate`` again on a new ``SliceEmbedder`` over the same cache folder: embeddings
   read from disk, the encoder is not called (checked).
 * ``ours_cold`` / ``ours_warm`` use the default walk (motion prior, corridor, snap);
-  ``*_prior_off`` the same with ``WalkConfig.blind()`` (the model's answers as they are).
+  ``*_prior_off`` the same with ``WalkConfig.blind()`` (the model's answers as they are);
+  ``*_dis`` the default walk with OpenCV's DIS flow (``WalkConfig(flow="dis")``), the fast prior.
 * ``walk_ms_per_slice_warm``: ms per slice of warm walks adding the pieces one at a time (flow
   prior, corridor, snap, memory of 3): what each costs.
 * ``decoder_only_ms``: median per slice of ``Predictor.predict`` on embeddings already in memory
@@ -188,7 +189,7 @@ def bench_model(name, args, dev, vol, seed, rgbs):
     split = min(splits, key=lambda s: sum(map(sum, s.values())))  # the best rep's
     res["naive"] = {"seconds": r(t), "slices_per_s": r(n / t), "cpu_util": util, "peak_gib": mem,
                     **{f"{k}_s": r(sum(v)) for k, v in split.items()}}
-    caches, variants = [], {"": WalkConfig(), "_prior_off": WalkConfig.blind()}
+    caches, variants = [], {"": WalkConfig(), "_prior_off": WalkConfig.blind(), "_dis": WalkConfig(flow="dis")}
     for suffix, walk in variants.items():
         def cold():
             caches.append(tempfile.TemporaryDirectory())
@@ -212,7 +213,7 @@ def bench_model(name, args, dev, vol, seed, rgbs):
     # what each piece of the walk costs per slice (warm cache: no encoder), added one at a time
     parts = {"blind": WalkConfig.blind(), "flow": WalkConfig(snap=None, corridor=None, accept=0.0),
              "flow+corridor": WalkConfig(snap=None), "flow+corridor+snap (default)": WalkConfig(),
-             "default+memory=3": WalkConfig(memory=3)}
+             "default+memory=3": WalkConfig(memory=3), "default, DIS flow": WalkConfig(flow="dis")}
     res["walk_ms_per_slice_warm"] = {
         k: r(1e3 * timed(lambda: ours(model, vol, seed, args.strategy, cache, bs, stop, w), dev, args.reps)[0] / n)
         for k, w in parts.items()}

@@ -50,7 +50,7 @@ class WalkConfig:
     compete : negative points on the other objects walking on the same slice
     flow : the optical flow ("dis": OpenCV's DIS, fast; "ilk": scikit-image's Lucas-Kanade)
     flow_radius, flow_max_side, flow_warps, margin : ILK's window, the resolution cap (longer
-        side of the box, px), ILK's warp iterations, the box margin (px)
+        side of the box, px), ILK's warp iterations at most, the box margin (px)
     snap : the prior snapped to the image's edges within this many px (a watershed of the
         gradient; None: the warped mask as it is); snap_sigma: smoothing before the gradient
     adapt_steps : decoder fine-tuning steps on the anchors before walking (0: off)
@@ -65,7 +65,7 @@ class WalkConfig:
     flow: str = "ilk"
     flow_radius: int = 7
     flow_max_side: int = 256
-    flow_warps: int = 3
+    flow_warps: int = 10
     margin: int = 64
     snap: float | None = 2.0
     snap_sigma: float = 1.0
@@ -112,7 +112,10 @@ class SliceImages:
             (cy0, cx0, cy1, cx1), arr = hit
             if cy0 <= y0 and cx0 <= x0 and y1 <= cy1 and x1 <= cx1:
                 return arr[y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0]
-        arr = window(np.asarray(self.volume.data[z, y0:y1, x0:x1]), self.volume.contrast_limits)
+        part = self.volume.data[z, y0:y1, x0:x1]
+        if hasattr(part, "compute"):  # a few chunks: dask's thread pool costs more than it saves here
+            part = part.compute(scheduler="sync")
+        arr = window(np.asarray(part), self.volume.contrast_limits)
         if len(self._cache) > 4:
             self._cache.pop(next(iter(self._cache)))
         self._cache[z] = (box, arr)

@@ -7,7 +7,8 @@ where it was in ``prev``. Methods, measured in the walk on the benchmark volumes
 * ``"ilk"`` (default): iterative Lucas-Kanade, coarse to fine — scikit-image's
   ``optical_flow_ilk`` algorithm (a uniform window of ``radius``, ``num_warp`` warps per level),
   with each pixel's 2x2 system solved in closed form instead of ``np.linalg.solve`` (which takes
-  two thirds of scikit-image's time): same field, ~4x faster.
+  two thirds of scikit-image's time), and warping stopped once the field changes by less than
+  ``TOL`` px on average (``num_warp`` at most): the same field, 3-4x faster.
 * ``"dis"``: OpenCV's DIS flow (preset FAST), ~1.6 ms: the fastest, a little less accurate on EM.
 * ``"dis-medium"``: DIS preset MEDIUM, ~9 ms.
 
@@ -22,9 +23,10 @@ import numpy as np
 from scipy import ndimage
 
 FLOWS = ("ilk", "dis", "dis-medium")
+TOL = 0.01  # px: mean change of the field below which ILK stops warping
 
 
-def flow(prev, nxt, method: str = "ilk", radius: int = 7, max_side: int = 256, num_warp: int = 3) -> np.ndarray:
+def flow(prev, nxt, method: str = "ilk", radius: int = 7, max_side: int = 256, num_warp: int = 10) -> np.ndarray:
     """Displacement (2, h, w) float32 (dy, dx) of each pixel of ``nxt`` back to ``prev``."""
     if method not in FLOWS:
         raise ValueError(f"flow method {method!r} must be one of {FLOWS}")
@@ -45,7 +47,7 @@ def flow(prev, nxt, method: str = "ilk", radius: int = 7, max_side: int = 256, n
     return np.asarray(out, np.float32)
 
 
-def ilk(prev, nxt, radius: int = 7, num_warp: int = 3, min_size: int = 16) -> np.ndarray:
+def ilk(prev, nxt, radius: int = 7, num_warp: int = 10, min_size: int = 16) -> np.ndarray:
     """Coarse-to-fine iterative Lucas-Kanade: ``nxt`` pixel → its place in ``prev``."""
     from skimage.transform import pyramid_reduce, resize
 
@@ -61,7 +63,7 @@ def ilk(prev, nxt, radius: int = 7, num_warp: int = 3, min_size: int = 16) -> np
     return fl
 
 
-def _ilk_level(ref, moving, fl, radius, num_warp):
+def _ilk_level(ref, moving, fl, radius, num_warp, tol=TOL):
     """scikit-image's iLK solver on one level (Le Besnerais & Champagnat 2005), closed-form 2x2."""
     size = 2 * radius + 1
     gy, gx = np.mgrid[0:ref.shape[0], 0:ref.shape[1]].astype(np.float32)
@@ -78,8 +80,12 @@ def _ilk_level(ref, moving, fl, radius, num_warp):
         det = ayy * axx - axy * axy
         ok = np.abs(det) >= 1e-14
         det = np.where(ok, det, 1.0)
-        fl = np.stack([np.where(ok, (axx * by - axy * bx) / det, 0.0),
-                       np.where(ok, (ayy * bx - axy * by) / det, 0.0)]).astype(np.float32)
+        new = np.stack([np.where(ok, (axx * by - axy * bx) / det, 0.0),
+                        np.where(ok, (ayy * bx - axy * by) / det, 0.0)]).astype(np.float32)
+        step = float(np.abs(new - fl).mean())
+        fl = new
+        if step < tol:  # converged: small motions (adjacent CT/EM slices) stop after 2-3 warps
+            break
     return fl
 
 

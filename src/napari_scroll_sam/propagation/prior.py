@@ -54,7 +54,7 @@ class MotionField:
     shape: tuple  # slice (H, W)
 
     @classmethod
-    def between(cls, prev, nxt, box, shape, radius: int = 7, max_side: int = 256, num_warp: int = 3,
+    def between(cls, prev, nxt, box, shape, radius: int = 7, max_side: int = 256, num_warp: int = 10,
                 method: str = "ilk") -> "MotionField":
         """Flow from ``nxt`` back to ``prev`` (both windowed crops of ``box``), by ``flow``."""
         return cls(tuple(box), flow(prev, nxt, method, radius, max_side, num_warp), tuple(shape))
