@@ -19,6 +19,9 @@ from collections import deque
 from typing import Any, Callable, Generator
 
 ENV_SYNC = "NAPARI_SCROLL_SAM_SYNC"
+#: at most this often a job's news reach the layers, status texts and progress bars (texture
+#: uploads and progress events are what a walk costs the GUI thread)
+REFRESH_EVERY_S = 0.25
 
 
 def sync_mode() -> bool:

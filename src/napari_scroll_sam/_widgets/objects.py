@@ -18,10 +18,9 @@ from qtpy.QtWidgets import QGridLayout, QPushButton, QWidget
 from ..annotate import ObjectSession
 from . import _prompt_layers as PL
 from ._layers import MAX_OBJECT_ID
-from ._workers import Job
+from ._workers import REFRESH_EVERY_S, Job
 
 KEYS = {"segment": "S", "volume": "Shift-S", "commit": "C", "clear": "Shift-C", "next": "N", "undo": "Control-Z"}
-REFRESH_EVERY_S = 0.25
 
 
 class ObjectsPanel(QWidget):
@@ -231,9 +230,7 @@ class ObjectsPanel(QWidget):
             seg.add_prompt_layers()
             pts, pos, rects = seg._prompts_in_image(seg._z_world())
             seed = seed_from_prompts(oid, z, pts, pos, rects, vol.shape)
-        panel = seg.propagate_panel  # its settings (defaults unless changed in the Propagate section)
-        options = {"strategy": panel.strategy_combo.currentText(), "stop": panel.stop_rule(),
-                   "direction": panel.direction_combo.currentText(), "z_limits": panel.z_limits()}
+        options = seg.propagate_panel.walk_options()  # the Propagate section's settings (defaults unless changed)
         return {"session": s, "volume": vol, "mode": seg.mode_selector.mode(), "key": seg._wanted_model_key(),
                 "object_id": oid, "seed": seed, "options": options}
 
