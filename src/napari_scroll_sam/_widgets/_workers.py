@@ -24,6 +24,13 @@ ENV_SYNC = "NAPARI_SCROLL_SAM_SYNC"
 REFRESH_EVERY_S = 0.25
 
 
+def preload_for_training() -> None:
+    """Import what the first optimizer imports (``torch._dynamo``, ~0.9 s): done inside a
+    training job it holds the GIL in pieces of up to ~250 ms, stalling napari while the job
+    starts; the Train widget pays it once, when it is built."""
+    import torch._dynamo  # noqa: F401
+
+
 def sync_mode() -> bool:
     """Whether jobs run in the GUI thread (``NAPARI_SCROLL_SAM_SYNC`` set to 1 / true / yes)."""
     return os.environ.get(ENV_SYNC, "").strip().lower() in ("1", "true", "yes", "on")

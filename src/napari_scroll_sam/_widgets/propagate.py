@@ -24,6 +24,7 @@ from ..prompts import STRATEGIES
 from ..propagate_labels import PROPAGATED, SlicePrompts, describe, plan_labels, run_plan, run_summary
 from ._errors import call_or_show, show_widget_error
 from ._layout import status_label
+from ._refresh import SliceRefresher
 from ._workers import REFRESH_EVERY_S, Job
 from .dataclass_form import DataclassForm
 from .review import Review3DButton
@@ -183,6 +184,7 @@ class PropagatePanel(QWidget):
             return
         self.reports, self._plan, self._done, self._failed = [], None, 0, False
         self._masks, self._last_refresh = prepared["masks"], 0.0
+        self._refresher = SliceRefresher(self.viewer, lambda: [self._masks])
         self.propagate_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress_bar.setRange(0, 0)
@@ -220,19 +222,18 @@ class PropagatePanel(QWidget):
         else:
             self.segment._on_job_item(item)  # the model loaded: the Segment widget keeps it
 
-    def _show_progress(self, r, force: bool = False):
-        """The layer, the status and the progress bars, at most every REFRESH_EVERY_S (texture
-        uploads and progress events are the cost of a walk in the GUI thread)."""
+    def _show_progress(self, r):
+        """The shown slice of the masks layer (``SliceRefresher``), the status and the progress
+        bars, at most every REFRESH_EVERY_S (texture uploads and progress events are the cost
+        of a walk in the GUI thread)."""
+        self._refresher.wrote(r.z)
         now = time.monotonic()
-        if not force and now - self._last_refresh < REFRESH_EVERY_S:
+        if now - self._last_refresh < REFRESH_EVERY_S:
             return
         self._last_refresh = now
         total = self.progress_bar.maximum()
         self.progress_bar.setValue(min(self._done, total))
-        if r is not None:
-            self.status_label.setText(describe(r))
-        if self._masks is not None:
-            self._masks.refresh()
+        self.status_label.setText(describe(r))
         if self._job is None or self._job.cancelled or not total:
             return
         from napari.utils import progress
@@ -258,8 +259,7 @@ class PropagatePanel(QWidget):
             self._pbar = None
         self.cancel_button.setEnabled(False)
         self.on_image()
-        if self._masks is not None:
-            self._masks.refresh()
+        self._refresher.flush()
         if self.progress_bar.maximum() == 0:
             self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(self.progress_bar.maximum() if not (cancelled or self._failed)
