@@ -35,6 +35,9 @@ def review_3d(viewer, image, masks, scratch=None) -> list[str]:
         if isinstance(ly, Labels) and id(ly) not in ours and ly.visible:
             ly.visible = False
             hidden.append(ly.name)
+    if scratch is not None and isinstance(scratch.data, np.ndarray) and not scratch.data.any():
+        scratch.visible = False  # an empty current object: one volume less to ray-cast
+        scratch = None
     for ly in (masks, scratch):
         if ly is not None:
             viewer.layers.move(viewer.layers.index(ly), len(viewer.layers))
