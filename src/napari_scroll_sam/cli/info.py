@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def run(args) -> int:
-    from ..io.volume import open_volume
+    from ..io.open import open_volume
 
     vol = open_volume(args.path, volume=args.volume)
     print(vol.describe())

@@ -50,7 +50,7 @@ def run(args) -> int:
     import zarr
 
     from ..io.atomic import atomic_output, check_output, partial_name
-    from ..io.volume import open_volume
+    from ..io.open import open_volume
     from ..prompt_csv import check_prompts, check_strategy, read_prompts
     from ..propagation import propagate, walk_summary
     from ..sam.embeddings import SliceEmbedder, default_cache_root

@@ -9,7 +9,7 @@ from ._common import mode_from_args
 
 
 def training_pairs(args):
-    from ..io.volume import open_volume
+    from ..io.open import open_volume
     from ..training.data import TrainingPair
 
     pairs = []
