@@ -20,7 +20,7 @@ MAX_VALUE = 1_000_000
 
 
 def _label(name: str) -> str:
-    return name.replace("_", " ")
+    return " ".join("IoU" if w == "iou" else w for w in name.split("_"))
 
 
 class _Row:
@@ -47,7 +47,7 @@ class _Row:
         if opt.optional and kind != "choice":
             self.switch = CheckBox(value=default is not None, text="on", tooltip=f"off: no {_label(opt.name)}")
             self.switch.changed.connect(self._sync)
-            widgets.insert(0, self.switch)
+            widgets.append(self.switch)
             self._sync()
         self.widget = Container(widgets=widgets, layout="horizontal", labels=False, label=_label(opt.name),
                                 tooltip=opt.doc or None)
