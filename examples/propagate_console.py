@@ -52,8 +52,9 @@ stop = nss.StopRule(min_pred_iou=0.3, min_slice_iou=0.3, max_area_change=3.0)
 
 reports = nss.run(nss.propagate(embedder, [nss.Seed(1, z0, points=[point])], labels, strategy="skeleton",
                                 stop=stop), desc="propagating")
-for report in reports:
-    print(report)
+print(f"{len(reports)} slice reports (each: z, area, IoU, source, why a walk stopped)")
+for line in nss.walk_summary(reports):  # one line per object
+    print(line)
 
 if truth is not None:
     inter = np.logical_and(labels == 1, truth == wrap).sum()
@@ -64,4 +65,5 @@ if viewer is not None:  # show it in 3D, the result on top in a bright colour
     viewer.add_image(vol.layer_data, name=vol.name, contrast_limits=vol.contrast_limits, scale=vol.voxel_size)
     viewer.add_labels(labels, name="propagated", scale=vol.voxel_size)
     viewer.dims.ndisplay = 3
+    getattr(viewer, "scene", viewer).camera.angles = (-20.0, 35.0, 60.0)  # oblique, not straight down
     print(f"added {vol.name!r} and 'propagated' to the viewer")

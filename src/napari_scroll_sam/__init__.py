@@ -25,7 +25,7 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _LAZY = {
-    "open_volume": "napari_scroll_sam.io.volume",
+    "open_volume": "napari_scroll_sam.io.open",
     "Volume": "napari_scroll_sam.io.volume",
     "VolumeError": "napari_scroll_sam.io.volume",
     "ScrollSamError": "napari_scroll_sam.errors",

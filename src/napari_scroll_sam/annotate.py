@@ -111,6 +111,11 @@ class ObjectSession:
         self._undo.append(s)
         return s
 
+    def recording(self, what: str) -> RecordingArray:
+        """The committed labels seen through a new undoable step: whatever writes through it
+        (e.g. a Propagate run over all objects) is undone as one step."""
+        return RecordingArray(self.committed, self.step(what))
+
     @property
     def can_undo(self) -> bool:
         return any(s.saved or s.prompts is not None for s in self._undo)

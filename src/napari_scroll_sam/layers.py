@@ -11,7 +11,8 @@ attributes only: ``data``, ``multiscale``, ``contrast_limits``, ``name``, ``meta
 ``prompts_in_image(image, points, boxes, z_world)``
     Points / Shapes layer contents in the image's data coordinates.
 ``seed_from_prompts`` / ``seeds_from_labels``
-    prompt layers or a labels array → ``propagation.Seed``s.
+    prompt layers or a labels array → ``propagation.Seed``s (``objects_on_slices``: which
+    objects a labels array holds on which slices).
 ``training_pairs(specs)``
     (image layer, labels layer, objects) → ``TrainingPair``s.
 ``new_labels(shape)``
@@ -199,10 +200,25 @@ def seed_from_prompts(object_id: int, z: int, points, positive, boxes, shape):
                 box=None if pr["box"] is None else np.asarray(pr["box"][0], float))
 
 
-def object_slices(labels, object_id: int, lo: int = 0, hi: int | None = None) -> list[int]:
-    """The slices in ``[lo, hi)`` where ``labels`` holds ``object_id`` (read slice by slice)."""
+def objects_on_slices(labels, lo: int = 0, hi: int | None = None, ids=None) -> dict[int, list[int]]:
+    """{object id: [slices in ``[lo, hi)`` where ``labels`` holds it]} (only ``ids`` when
+    given), reading one slice at a time."""
     hi = labels.shape[0] if hi is None else hi
-    return [z for z in range(lo, hi) if (np.asarray(labels[z]) == object_id).any()]
+    want = None if ids is None else np.asarray(sorted(ids), dtype=np.int64)
+    found: dict[int, list[int]] = {}
+    for z in range(lo, hi):
+        sl = np.asarray(labels[z])
+        present = np.unique(sl[sl != 0])
+        if want is not None:
+            present = present[np.isin(present, want)]
+        for v in present.tolist():
+            found.setdefault(int(v), []).append(z)
+    return found
+
+
+def object_slices(labels, object_id: int, lo: int = 0, hi: int | None = None) -> list[int]:
+    """The slices in ``[lo, hi)`` where ``labels`` holds ``object_id``."""
+    return objects_on_slices(labels, lo, hi, [object_id]).get(int(object_id), [])
 
 
 def seeds_from_labels(labels, object_id: int, lo: int = 0, hi: int | None = None) -> list:
@@ -214,19 +230,22 @@ def seeds_from_labels(labels, object_id: int, lo: int = 0, hi: int | None = None
 
 
 def parse_slices(text: str, what: str = "validation slices") -> list[int] | None:
-    """``"3, 7 10-12"`` → ``[3, 7, 10, 11, 12]`` (ranges inclusive, sorted, unique); empty
-    text → None; ``LayerError`` naming ``what`` on anything else."""
+    """``"3, 7 10-12"`` → ``[3, 7, 10, 11, 12]`` (ranges ``a-b``, ``a:b`` or ``a..b``,
+    inclusive; sorted, unique); empty text → None; ``LayerError`` naming ``what`` on
+    anything else."""
     text = text.strip()
     if not text:
         return None
     out: set[int] = set()
     for part in (p for p in re.split(r"[,;\s]+", text) if p):
-        m = re.fullmatch(r"(\d+)(?:\s*[-:]\s*(\d+))?", part)
+        m = re.fullmatch(r"(\d+)(?:\s*(?:-|:|\.\.)\s*(\d+))?", part)
         if m is None:
             raise LayerError(f"{what}: {part!r} is not a slice number or a range like 10-12")
         a, b = int(m.group(1)), int(m.group(2) or m.group(1))
         if b < a:
             raise LayerError(f"{what}: the range {part!r} runs backwards")
+        if b - a > 1_000_000:
+            raise LayerError(f"{what}: the range {part!r} is too long")
         out.update(range(a, b + 1))
     return sorted(out)
 
@@ -248,5 +267,6 @@ def training_pairs(pairs) -> list:
 
 __all__ = ["LayerError", "BUILTIN_MODEL", "META_MODELS", "NUMPY_LABELS_MAX_VOXELS", "cache_root", "weights_cached",
            "default_model_name", "model_choices", "default_train_dir", "volume_from_layer", "layer_kwargs",
-           "new_labels", "prompts_in_image", "seed_from_prompts", "object_slices", "seeds_from_labels",
+           "new_labels", "prompts_in_image", "seed_from_prompts", "objects_on_slices", "object_slices",
+           "seeds_from_labels",
            "training_pairs", "parse_slices"]

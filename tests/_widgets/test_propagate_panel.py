@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from napari_scroll_sam.propagation import run as propagation_run
-from napari_scroll_sam._widgets.propagate import PROPAGATED, parse_ints
+from napari_scroll_sam.propagate_labels import PROPAGATED
 from napari_scroll_sam._widgets.segment import SegmentWidget
 from napari_scroll_sam.sam import embeddings
 from tests.helpers import tiny_model
@@ -65,7 +65,7 @@ def setup(make_napari_viewer, qtbot, env, image, model):
     viewer.dims.set_current_step(0, 4)
     w.prompt_button.click()
     panel = w.propagate_panel
-    panel.max_empty_spin.setValue(1)
+    panel.stop_form.set("max_empty", 1)
     return viewer, w, panel
 
 
@@ -81,18 +81,27 @@ def slices_with(labels, oid=1):
 
 
 def permissive(panel):
-    panel.min_pred_iou_spin.setValue(0)
-    panel.min_slice_iou_spin.setValue(0)
-    panel.max_area_spin.setValue(0)
-    panel.max_empty_spin.setValue(8)
+    for name in ("min_pred_iou", "min_slice_iou", "max_area_change"):
+        panel.stop_form.set(name, None)
+    panel.stop_form.set("max_empty", 8)
 
 
-def test_parse_ints():
-    assert parse_ints(" 12, 40 ", "x") == [12, 40]
-    assert parse_ints("3 1;5-7", "x") == [1, 3, 5, 6, 7]
-    assert parse_ints("", "x") == []
-    with pytest.raises(ValueError, match="'a' is not a number"):
-        parse_ints("1, a", "stop slices")
+def test_the_forms_are_the_dataclasses(setup):
+    """Every field of WalkConfig / StopRule that a form can hold is there, at its default;
+    a switched-off option is None."""
+    from napari_scroll_sam.propagation import StopRule, WalkConfig
+
+    viewer, w, panel = setup
+    assert panel.walk_config() == WalkConfig()
+    assert set(panel.walk_form.rows) == {f for f in WalkConfig.__dataclass_fields__}
+    assert set(panel.stop_form.rows) == {f for f in StopRule.__dataclass_fields__} - {"stop_slices"}
+    panel.walk_form.set("snap", None)
+    panel.walk_form.set("prior", "copy")
+    panel.walk_form.set("adapt_steps", 20)
+    assert panel.walk_config() == WalkConfig(snap=None, prior="copy", adapt_steps=20)
+    panel.stop_form.set("max_empty", None)
+    panel.stop_slices_edit.setText("2, 6")
+    assert panel.stop_rule() == StopRule(max_empty=None, stop_slices={2, 6})
 
 
 def test_tiny_model_end_to_end(setup, gt):
@@ -157,6 +166,18 @@ def test_z_limits_direction_and_stop_slices(setup, gt, oracle):
     assert "stop slice (slice 6)" in panel.status_label.text()
 
 
+def test_undo_reverts_a_run(setup, gt, oracle):
+    """Ctrl+Z (the Objects section's undo) takes a whole Propagate run back; the anchor stays."""
+    viewer, w, panel = setup
+    masks = paint_anchor(w, gt)
+    panel.propagate_button.click()
+    np.testing.assert_array_equal(masks.data, gt)
+    step = w.objects_panel.undo()
+    assert set(step.slices) >= {1, 2, 3, 5, 6}  # the anchor (4) is rewritten as drawn
+    assert slices_with(masks.data) == [4]
+    np.testing.assert_array_equal(masks.data[4], gt[4])
+
+
 def test_cancel_keeps_the_slices_done(setup, gt, oracle):
     viewer, w, panel = setup
     masks = paint_anchor(w, gt)
@@ -190,14 +211,14 @@ def test_bad_input_shows_an_error_and_writes_nothing(setup, gt, oracle):
     paint_anchor(w, gt)
     before = masks.data.copy()
     cases = [
-        (lambda: panel.max_area_spin.setValue(0.5), "max_area_change=0.5 must be None or a factor >= 1"),
-        (lambda: panel.stop_slices_edit.setText("3, x"), "stop slices: 'x' is not a number"),
+        (lambda: panel.stop_form.set("max_area_change", 0.5), "max_area_change=0.5 must be None or a factor >= 1"),
+        (lambda: panel.stop_slices_edit.setText("3, x"), "stop slices: 'x' is not a slice number"),
         (lambda: panel.objects_edit.setText("2"), r"object(s) 2 have no voxels in the masks layer"),
         (lambda: (panel.z_from_spin.setValue(6), panel.z_to_spin.setValue(2)), "the first slice is after the last"),
         (lambda: panel.objects_edit.setText("0"), "ids start at 1"),
     ]
     for make_bad, msg in cases:
-        panel.max_area_spin.setValue(4)
+        panel.stop_form.set("max_area_change", 4.0)
         panel.stop_slices_edit.setText("")
         panel.objects_edit.setText("")
         panel.z_from_spin.setValue(0)
@@ -277,12 +298,14 @@ def test_redo_propagated_slices(setup, gt, oracle):
 def test_show_3d(setup, gt):
     viewer, w, panel = setup
     image, masks = viewer.layers["cube"], w.masks_layer()
+    truth = viewer.add_labels(gt, name="truth")
     masks.visible = False
     viewer.layers.move(viewer.layers.index(masks), 0)
-    panel.show_3d_button.click()
+    panel.show_3d_button.click()  # review_3d: the masks on top, other labels hidden, an oblique camera
     assert viewer.dims.ndisplay == 3
-    assert image.rendering == "attenuated_mip"
     assert masks.visible and viewer.layers.index(masks) > viewer.layers.index(image)
+    assert masks.rendering == "iso_categorical" and not truth.visible
+    assert "hidden: truth" in panel.status_label.text()
     assert panel.show_3d_button.isChecked() and panel.show_3d_button.text() == "Show 2D"
     panel.show_3d_button.click()
     assert viewer.dims.ndisplay == 2 and panel.show_3d_button.text() == "Show 3D"

@@ -333,9 +333,8 @@ def test_segment_volume_cancel_tells_what_is_in_the_layer(make_napari_viewer, qt
     w = SegmentWidget(viewer)
     qtbot.addWidget(w)
     w.set_model(model)
-    w.propagate_panel.min_pred_iou_spin.setValue(0)
-    w.propagate_panel.min_slice_iou_spin.setValue(0)
-    w.propagate_panel.max_area_spin.setValue(0)
+    for name in ("min_pred_iou", "min_slice_iou", "max_area_change"):
+        w.propagate_panel.stop_form.set(name, None)
     viewer.dims.set_current_step(0, 3)
     w.prompt_button.click()
     scratch = w.scratch_layer()
@@ -374,4 +373,5 @@ def test_review_3d(make_napari_viewer, qtbot, cache, model):
     image, masks = viewer.layers["scroll"], w.masks_layer()
     assert sorted(hidden) == ["ink", "sheets"] and not viewer.layers["sheets"].visible
     assert isinstance(image.data, np.ndarray) and w.volume().identity() == before
-    assert list(viewer.layers)[-2:] == [masks, w.scratch_layer()] and masks.rendering == "iso_categorical" and viewer.dims.ndisplay == 3
+    assert list(viewer.layers)[-1] == masks and masks.rendering == "iso_categorical" and viewer.dims.ndisplay == 3
+    assert not w.scratch_layer().visible  # an empty current object is not ray-cast

@@ -19,6 +19,16 @@ from collections import deque
 from typing import Any, Callable, Generator
 
 ENV_SYNC = "NAPARI_SCROLL_SAM_SYNC"
+#: at most this often a job's news reach the layers, status texts and progress bars (texture
+#: uploads and progress events are what a walk costs the GUI thread)
+REFRESH_EVERY_S = 0.25
+
+
+def preload_for_training() -> None:
+    """Import what the first optimizer imports (``torch._dynamo``, ~0.9 s): done inside a
+    training job it holds the GIL in pieces of up to ~250 ms, stalling napari while the job
+    starts; the Train widget pays it once, when it is built."""
+    import torch._dynamo  # noqa: F401
 
 
 def sync_mode() -> bool:

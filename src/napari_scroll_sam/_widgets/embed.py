@@ -4,9 +4,11 @@ Cancel stops after the batch being encoded (the slices done stay cached)."""
 
 from __future__ import annotations
 
+import time
+
 from qtpy.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ._workers import Job
+from ._workers import REFRESH_EVERY_S, Job
 
 
 class EmbedSection(QWidget):
@@ -15,6 +17,7 @@ class EmbedSection(QWidget):
         self.seg = segment
         self.job: Job | None = None
         self._pbar = None
+        self._last_shown = 0.0
         self.counts = {"cached": 0, "encoded": 0, "done": 0, "total": 0, "failed": False}
         self.embed_button = QPushButton("Embed volume",
                                         toolTip="encode the sampling mode's slices into the embedding cache")
@@ -79,10 +82,14 @@ class EmbedSection(QWidget):
         c = self.counts
         c["cached" if item.cached else "encoded"] += 1
         c["done"], c["total"] = item.done, item.total
+        self.seg.embed_report.emit(item)
+        now = time.monotonic()  # progress events batched: a few a second, and the last one
+        if now - self._last_shown < REFRESH_EVERY_S and item.done < item.total:
+            return
+        self._last_shown = now
         self.progress_bar.setRange(0, item.total)
         self.progress_bar.setValue(item.done)
         self.seg.status_label.setText(f"embedding: {item.done} / {item.total} slices ({c['cached']} already cached)")
-        self.seg.embed_report.emit(item)
         if self.job is not None and self.job.cancelled:
             return
         from napari.utils import progress
@@ -105,6 +112,7 @@ class EmbedSection(QWidget):
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
+        self._last_shown = 0.0
         self.embed_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         c = self.counts

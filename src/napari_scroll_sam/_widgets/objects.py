@@ -18,10 +18,10 @@ from qtpy.QtWidgets import QGridLayout, QPushButton, QWidget
 from ..annotate import ObjectSession
 from . import _prompt_layers as PL
 from ._layers import MAX_OBJECT_ID
-from ._workers import Job
+from ._refresh import SliceRefresher
+from ._workers import REFRESH_EVERY_S, Job
 
 KEYS = {"segment": "S", "volume": "Shift-S", "commit": "C", "clear": "Shift-C", "next": "N", "undo": "Control-Z"}
-REFRESH_EVERY_S = 0.25
 
 
 class ObjectsPanel(QWidget):
@@ -32,7 +32,8 @@ class ObjectsPanel(QWidget):
         self.job: Job | None = None
         self._sessions: dict = {}
         self._bound: list = []
-        self._last_refresh = 0.0
+        self._last_status = 0.0
+        self._refresher = SliceRefresher(self.viewer, lambda: [self.seg.scratch_layer()])
         self.reports: list = []
         self._current_id, self._switching = 1, False
 
@@ -231,9 +232,7 @@ class ObjectsPanel(QWidget):
             seg.add_prompt_layers()
             pts, pos, rects = seg._prompts_in_image(seg._z_world())
             seed = seed_from_prompts(oid, z, pts, pos, rects, vol.shape)
-        panel = seg.propagate_panel  # its settings (defaults unless changed in the Propagate section)
-        options = {"strategy": panel.strategy_combo.currentText(), "stop": panel.stop_rule(),
-                   "direction": panel.direction_combo.currentText(), "z_limits": panel.z_limits()}
+        options = seg.propagate_panel.walk_options()  # the Propagate section's settings (defaults unless changed)
         return {"session": s, "volume": vol, "mode": seg.mode_selector.mode(), "key": seg._wanted_model_key(),
                 "object_id": oid, "seed": seed, "options": options}
 
@@ -252,15 +251,15 @@ class ObjectsPanel(QWidget):
             return
         self.reports.append(item)
         self.seg.volume_report.emit(item)
-        now = time.monotonic()
-        if now - self._last_refresh > REFRESH_EVERY_S:  # texture uploads are the cost: a few per second
-            self._last_refresh = now
-            self.refresh()
+        if self._refresher.wrote(item.z):  # the shown slice, a few times a second (texture uploads)
+            self.seg.status_label.setText(f"segment volume: slice {item.z} ({item.area} px)")
+        elif time.monotonic() - self._last_status > REFRESH_EVERY_S:
+            self._last_status = time.monotonic()
             self.seg.status_label.setText(f"segment volume: slice {item.z} ({item.area} px)")
 
     def _on_finished(self, cancelled: bool):
         self.volume_button.setText("Segment volume")
-        self.refresh()
+        self._refresher.flush()
         ok = bool(self.reports) and not cancelled
         zs = self._session.scratch_slices()  # what is in the layer, whatever the reports said
         stops = [f"slice {r.z}: {r.stopped}" for r in self.reports if r.stopped]

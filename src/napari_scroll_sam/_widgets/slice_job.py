@@ -66,7 +66,7 @@ class SliceJob:
         n = seg._try(lambda: seg.objects_panel.session().set_slice(p["z"], mask, p["object_id"]))
         if n is None:
             return
-        seg.objects_panel.refresh()
+        seg.scratch_layer().refresh()  # set_slice wrote the current object only
         ious = ", ".join(f"{v:.2f}" for v in np.asarray(pred.iou, float))
         extra = f" (union of {len(pred.masks)} box prompts)" if len(pred.masks) > 1 else ""
         seg.status_label.setText(f"slice {p['z']}, object {p['object_id']}: {n} px{extra}; predicted IoU {ious} "

@@ -26,7 +26,7 @@ from ..layers import default_train_dir, parse_slices, training_pairs
 from ._errors import call_or_show, show_widget_error
 from ._layers import refill_combo, volume_image_names
 from ._layout import scrolled, section, status_label
-from ._workers import Job
+from ._workers import Job, preload_for_training
 from .plot import TrainingPlot
 from . import train_run
 from .train_form import OBJECT_KINDS, build_form, config_of, row as _row
@@ -73,6 +73,7 @@ class TrainWidget(QWidget):
         super().__init__()
         from ..training.trainer import TrainConfig
 
+        preload_for_training()
         defaults = TrainConfig()
         self.viewer = napari_viewer
         self._pairs: list[tuple[str, str, str]] = []

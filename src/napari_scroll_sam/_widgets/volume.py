@@ -19,7 +19,8 @@ from qtpy.QtWidgets import (
 
 from ..io.reader import volume_layers
 from ._errors import call_or_show, clear_widget_error
-from ..io.volume import Volume, open_volume
+from ..io.open import open_volume
+from ..io.volume import Volume
 
 AXES = "zyx"
 Z_HALF = 16  # "From view": the current slice +- this many slices

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 
-from .volume import Volume, VolumeError, as_3d, estimate_window
+from .axes import as_3d
+from .volume import Volume, VolumeError, estimate_window
 
 
 def is_array(obj) -> bool:

@@ -223,7 +223,7 @@ def open_labels(path):
     """``(labels array, voxel size, translate, name)`` of a labels file: the plugin's labels
     (NGFF image-label, marked zarr, OME-TIFF) with their placement, else any volume."""
     from .labels import labels_info
-    from .volume import open_volume
+    from .open import open_volume
 
     info = labels_info(path)
     if info is not None:

@@ -14,7 +14,8 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .volume import Extra, Volume, VolumeError, as_3d, estimate_window
+from .axes import as_3d
+from .volume import Extra, Volume, VolumeError, estimate_window
 
 CHUNK = 128
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .volume import Volume, detect_format, open_volume
+from .open import detect_format, open_volume
+from .volume import Volume
 
 
 def get_reader(path):

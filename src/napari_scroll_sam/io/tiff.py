@@ -17,7 +17,9 @@ import numpy as np
 import tifffile
 
 from .checks import check_voxel_size, checked_dask, stat_signature
-from .volume import TIFF_SUFFIXES, Volume, VolumeError, as_3d, estimate_window, list_slices
+from .axes import as_3d
+from .slices import TIFF_SUFFIXES, list_slices
+from .volume import Volume, VolumeError, estimate_window
 
 # A slice bigger than this (bytes) is split into row blocks / tiles.
 MAX_SLICE_CHUNK_BYTES = 32 * 2**20

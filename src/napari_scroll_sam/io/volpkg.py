@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .volume import Volume, VolumeError, detect_format
+from .volume import Volume, VolumeError
 
 
 def list_volumes(volpkg: Path) -> list[Path]:
     """The volumes of a volpkg, in name order: ``volumes/<id>/`` and ``volumes_zarr*/<name>.zarr``."""
+    from .open import detect_format
+
     volpkg = Path(volpkg)
     found = []
     for sub in sorted(volpkg.iterdir()):
@@ -22,7 +24,7 @@ def list_volumes(volpkg: Path) -> list[Path]:
 def open_volpkg(volpkg: Path, *, volume: str | None = None, channel: int = 0, check: str = "auto") -> Volume:
     """Open one volume of a volpkg: ``volume`` by name, else the first; the others
     are listed in ``Volume.choices``."""
-    from . import volume as _volume
+    from .open import open_volume
 
     volpkg = Path(volpkg)
     vols = list_volumes(volpkg)
@@ -36,7 +38,7 @@ def open_volpkg(volpkg: Path, *, volume: str | None = None, channel: int = 0, ch
         if not matches:
             raise VolumeError(f"{volpkg}: no volume {volume!r}; it holds: {', '.join(names)}")
         chosen = matches[0]
-    vol = _volume.open_volume(chosen, channel=channel, check=check)
+    vol = open_volume(chosen, channel=channel, check=check)
     vol.choices = [n for n in names if n != chosen.name]
     vol.name = f"{volpkg.stem}/{chosen.name}"
     vol.metadata["volpkg"] = str(volpkg)

@@ -1,17 +1,15 @@
-"""The lazy ``Volume`` and ``open_volume``: one entry point for every format.
+"""The lazy ``Volume``: dask levels (a pyramid), the intensity window, the voxel size,
+where it came from, and what else was found beside it (``Extra`` layers).
 
-Opening a volume reads metadata and at most a few small chunks (for the
-intensity window). Pixels are read by dask, chunk by chunk, when a view or a
-computation asks for them.
+Opening is ``io/open.py`` (``open_volume``, the registry of openers); ``open_volume``,
+``detect_format``, ``as_3d`` and ``list_slices`` are still importable from here.
 """
 
 from __future__ import annotations
-from ..errors import ScrollSamError
 
 import dataclasses
-import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -222,197 +220,14 @@ class Volume:
         )
 
 
-# --- helpers used by every format -----------------------------------------------
+#: names that moved to the modules of their concern, importable from here as before
+_MOVED = {"open_volume": "open", "detect_format": "open", "as_3d": "axes", "list_slices": "slices",
+          "TIFF_SUFFIXES": "slices", "SLICE_SUFFIXES": "slices"}
 
 
-def as_3d(arr, path, axes: str | None = None, channel: int = 0):
-    """Bring an array to (z, y, x), and say how many channels it had.
+def __getattr__(name):
+    if name in _MOVED:
+        import importlib
 
-    2D becomes a one-slice volume; leading singleton axes (t, c of OME-Zarr) are
-    dropped; a 4D array with an obvious channel axis (``axes`` names it ``C``/``S``,
-    or it is first or last and has at most 4 entries while the others are larger)
-    keeps ``channel``. Anything else is an error naming the file.
-    Returns ``(array, n_channels)``.
-    """
-    if not isinstance(arr, da.Array):
-        arr = da.asarray(arr)
-    axes = axes.upper() if axes else None
-    shape = tuple(arr.shape)
-    if arr.ndim == 2:
-        return arr[None], 1
-    while arr.ndim > 3 and arr.shape[0] == 1 and not (axes and axes[0] in "CS" and arr.ndim == 4):
-        arr = arr[0]
-        axes = axes[1:] if axes else None
-    if arr.ndim == 3:
-        if axes and axes[-1] in "CS" and arr.shape[-1] <= 4:
-            # a single RGB(A) image: a one-slice volume of one channel
-            return _pick_channel(arr, 2, channel, path)[None], arr.shape[-1]
-        return arr, 1
-    if arr.ndim == 4:
-        cax = None
-        if axes and ("C" in axes or "S" in axes):
-            cax = axes.index("C") if "C" in axes else axes.index("S")
-        else:
-            others = lambda i: [n for j, n in enumerate(arr.shape) if j != i]
-            if arr.shape[-1] <= 4 and min(others(3)) > 4:
-                cax = 3
-            elif arr.shape[0] <= 4 and min(others(0)) > 4:
-                cax = 0
-        if cax is not None:
-            return _pick_channel(arr, cax, channel, path), arr.shape[cax]
-    raise VolumeError(
-        f"{path}: cannot read an array of shape {shape}"
-        + (f" (axes {axes})" if axes else "")
-        + " as a volume: expected 3 axes (z, y, x), a 2D image, or 4 axes with an obvious channel axis"
-    )
-
-
-def _pick_channel(arr, axis, channel, path):
-    n = arr.shape[axis]
-    if not 0 <= channel < n:
-        raise VolumeError(f"{path}: no channel {channel}; it has {n}")
-    return da.take(arr, channel, axis=axis)
-
-
-# --- the dispatcher -------------------------------------------------------------
-
-TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
-SLICE_SUFFIXES = TIFF_SUFFIXES + (".png", ".jpg", ".jpeg", ".bmp")
-
-
-def open_volume(path: str | os.PathLike, *, level_chunks=None, channel: int = 0, volume: str | None = None,
-                check: str = "auto", voxel_size=None, window=None, **options) -> Volume:
-    """Open a volume lazily, whatever its format.
-
-    Parameters
-    ----------
-    path
-        A folder of numbered 2D slices (TIFF or PNG, natural order, optional
-        Vesuvius ``meta.json``), a ``*.volpkg`` folder, a fragment folder
-        (``surface_volume/``, ``mask.png``, ``inklabels.png``, ``ir.png``), a
-        multipage / BigTIFF / OME-TIFF file, a zarr array or group (v2 or v3,
-        OME-Zarr pyramids included), or an NRRD file.
-    channel
-        For 4D data with a channel axis: which channel becomes the volume.
-    volume
-        For a ``*.volpkg`` holding several volumes: which one (default: the first).
-    check
-        Slice folders: ``"auto"`` checks every slice's size on disk and reads the
-        header of one slice per distinct size; ``"all"`` reads every header.
-    voxel_size, window
-        Override the voxel size (z, y, x) and the intensity window; for arrays,
-        the window is estimated from the data when not given.
-    options
-        For URLs: ``retries``, ``backoff``, ``timeout``, ``chunk_cache``,
-        ``storage_options`` (see ``io/remote.py``).
-
-    Also: ``http(s)://`` / ``s3://`` zarr URLs, NIfTI files and numpy / dask / zarr
-    arrays, through ``io/open.py``.
-
-    Raises
-    ------
-    VolumeError
-        Naming the file or folder and what is wrong.
-    """
-    from .open import open_more
-
-    more = open_more(path, channel=channel, voxel_size=voxel_size, window=window,
-                     passthrough={"volume": volume, "check": check}, **options)
-    if more is not None:
-        return more
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise VolumeError(f"{p}: no such file or folder")
-    kind = detect_format(p)
-    if kind is None:
-        raise VolumeError(f"{p}: not a volume this plugin can read (no slices, zarr, TIFF or NRRD found)")
-    if kind == "zarr":
-        from .zarr import open_zarr
-        return open_zarr(p, channel=channel)
-    if kind == "tiff":
-        from .tiff import open_tiff_file
-        return open_tiff_file(p, channel=channel)
-    if kind == "nrrd":
-        from .nrrd import open_nrrd
-        return open_nrrd(p)
-    if kind == "volpkg":
-        from .volpkg import open_volpkg
-        return open_volpkg(p, volume=volume, channel=channel, check=check)
-    if kind == "fragment":
-        from .fragment import open_fragment
-        return open_fragment(p, check=check)
-    if kind == "slices":
-        from .tiff import open_slice_folder
-        return open_slice_folder(p, channel=channel, check=check)
-    if kind == "image":
-        from .tiff import open_image_file
-        return open_image_file(p, channel=channel)
-    raise VolumeError(f"{p}: unknown format {kind!r}")  # pragma: no cover
-
-
-def _is_zarr(p: Path) -> bool:
-    return p.is_dir() and any((p / n).is_file() for n in ("zarr.json", ".zarray", ".zgroup"))
-
-
-def detect_format(p: Path) -> str | None:
-    """Which reader fits ``p`` (looking at names and metadata files only), or None."""
-    p = Path(p)
-    from .open import detect_more
-
-    if detect_more(p):
-        return detect_more(p)
-    if p.is_file():
-        name = p.name.lower()
-        if name.endswith(TIFF_SUFFIXES) or name.endswith(".ome.tif"):
-            return "tiff"
-        if name.endswith((".nrrd", ".nhdr")):
-            return "nrrd"
-        if name.endswith((".png", ".jpg", ".jpeg", ".bmp")):
-            return "image"
-        if name in ("zarr.json", ".zarray", ".zgroup"):
-            return None
-        return None
-    if not p.is_dir():
-        return None
-    if _is_zarr(p):
-        return "zarr"
-    if p.suffix.lower() == ".volpkg" or (p / "volumes").is_dir() and (p / "config.json").is_file():
-        return "volpkg"
-    if (p / "surface_volume").is_dir():
-        return "fragment"
-    try:
-        with os.scandir(p) as it:
-            for entry in it:
-                if entry.is_file() and entry.name.lower().endswith(SLICE_SUFFIXES):
-                    return "slices"
-    except OSError:
-        return None
-    return None
-
-
-def _kind(name: str) -> str:
-    ext = Path(name).suffix.lower()
-    return "TIFF" if ext in TIFF_SUFFIXES else {".jpg": "JPEG", ".jpeg": "JPEG"}.get(ext, ext[1:].upper())
-
-
-def list_slices(folder: Path, suffixes: Sequence[str] = SLICE_SUFFIXES) -> list[Path]:
-    """Image files of a folder in natural order (``2.tif`` before ``10.tif``).
-
-    A folder holding two kinds (TIFF and PNG, say) is refused, naming both and their counts.
-    """
-    import re
-
-    files = [e for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(suffixes)
-             and not e.name.startswith(".")]
-    kinds: dict[str, list] = {}
-    for e in files:
-        kinds.setdefault(_kind(e.name), []).append(e)
-    if len(kinds) > 1:
-        counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(kinds.items(), key=lambda kv: -len(kv[1])))
-        raise VolumeError(f"{folder}: holds slices of several kinds ({counts}); which are the volume is "
-                          f"not guessed: move the other kind to another folder")
-    def key(name):
-        return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-
-    return [Path(e.path) for e in sorted(files, key=lambda e: key(e.name))]
-
+        return getattr(importlib.import_module(f"{__package__}.{_MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

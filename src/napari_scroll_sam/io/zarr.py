@@ -14,7 +14,8 @@ from pathlib import Path
 import zarr
 
 from .checks import check_voxel_size, checked_dask, stat_signature
-from .volume import Volume, VolumeError, as_3d, estimate_window
+from .axes import as_3d
+from .volume import Volume, VolumeError, estimate_window
 
 
 def _open(path: Path, store=None):

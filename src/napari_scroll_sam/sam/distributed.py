@@ -31,7 +31,7 @@ class EmbedJob:
 
 
 def _embedder_for(job: EmbedJob) -> SliceEmbedder:
-    from ..io.volume import open_volume
+    from ..io.open import open_volume
     from .models import load_model
 
     key = (job.model, job.device)

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 from .checkpoint import FORMAT, _fingerprint, _torch_load, read_checkpoint, save_checkpoint  # noqa: E402,F401
 from .config import (  # noqa: E402,F401
-    CONFIGS, ModelError, SamConfig, PIXEL_MEAN, PIXEL_STD, _check_fits, _config, build_sam, infer_config,
+    CONFIGS, ModelError, SamConfig, PIXEL_MEAN, PIXEL_STD, _check_fits, _config, build_sam, build_to_load,
+    infer_config,
 )
 from .weights import WEIGHTS, Weights, _is_verified, _known_names, _weights, cache_dir, download_weights, weights_url  # noqa: E402,F401
 
@@ -86,15 +87,14 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 def _instantiate(cfg: SamConfig, sd: Mapping[str, torch.Tensor], what: str) -> Sam:
     """A Sam holding ``sd`` (cast to float32), built without a throw-away random init."""
-    with torch.device("meta"):
-        sam = build_sam(cfg)
+    sam = build_to_load(cfg)
     _check_fits(sd, cfg, what, sam)
     sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
     sam.load_state_dict(sd, strict=True, assign=True)
     # the two non-persistent buffers are not in any state dict
     sam.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(-1, 1, 1), False)
     sam.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(-1, 1, 1), False)
-    if any(t.is_meta for t in [*sam.parameters(), *sam.buffers()]):
+    if any(t.is_meta for t in [*sam.parameters(), *sam.buffers()]):  # a meta build not filled
         raise ModelError(f"{what}: internal error, tensors left unloaded")
     return sam.eval()
 
