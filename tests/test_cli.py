@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import zarr
 from PIL import Image
 
@@ -58,7 +59,7 @@ def test_propagate_command_writes_labels_and_reports(tmp_path, capsys):
     out = tmp_path / "labels.zarr"
     args = ["propagate", str(folder), "--prompts", str(prompts), "--model", str(ckpt), "--out", str(out),
             "--cache", str(tmp_path / "cache"), "--min-pred-iou", "0", "--min-slice-iou", "0",
-            "--max-area-change", "0", "--max-empty", "6", "--z-limits", "1", "6"]
+            "--max-area-change", "0", "--max-empty", "6", "--z-limits", "1", "6", "--flow", "dis"]
     assert main(args) == 0
     captured = capsys.readouterr()
     printed = captured.out.strip().splitlines()
@@ -86,3 +87,6 @@ def test_propagate_command_bad_prompts(tmp_path, capsys):
                  "--model", "small", "--cache", str(tmp_path / "c")]) == 2
     assert "slice 9 is outside the volume" in capsys.readouterr().err
     assert not (tmp_path / "o.zarr").exists()
+    with pytest.raises(SystemExit) as exc:  # the prior's flow is one of FLOWS, checked by the parser
+        main(["propagate", str(folder), "--prompts", str(bad), "--out", str(tmp_path / "o.zarr"), "--flow", "tv"])
+    assert exc.value.code == 2 and "invalid choice: 'tv'" in capsys.readouterr().err

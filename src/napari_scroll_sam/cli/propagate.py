@@ -24,6 +24,10 @@ def _walk_arguments(prop):
                       help="stop after this many slices in a row where the model disagreed with the motion prior")
     prop.add_argument("--prior", default=w.prior, choices=["flow", "copy", "none"],
                       help="motion prior (none: the model's answers as they are)")
+    from ..propagation.flow import FLOWS
+
+    prop.add_argument("--flow", default=w.flow, choices=list(FLOWS),
+                      help="optical flow of the prior (dis: OpenCV's DIS, fastest; needs opencv-python-headless)")
     prop.add_argument("--memory", type=int, default=w.memory, help="masks the prior votes over")
     prop.add_argument("--accept", type=float, default=w.accept,
                       help="IoU with the prior from which the model's mask is kept")
@@ -42,7 +46,7 @@ def _walk_from_args(args):
                     stop_slices=frozenset(args.stop_slices or ()), max_overruled=args.max_overruled)
     walk = WalkConfig(prior=None if args.prior == "none" else args.prior, memory=args.memory, accept=args.accept,
                       corridor=args.corridor, snap=args.snap, compete=not args.no_compete,
-                      adapt_steps=args.adapt_steps)
+                      adapt_steps=args.adapt_steps, flow=args.flow)
     return stop, walk
 
 
