@@ -67,7 +67,7 @@ class WalkConfig:
     flow_max_side: int = 256
     flow_warps: int = 10
     margin: int = 64
-    snap: float | None = 1.0
+    snap: float | None = 2.0
     snap_sigma: float = 1.0
     adapt_steps: int = 0
     adapt_lr: float = 1e-4
