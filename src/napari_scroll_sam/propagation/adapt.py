@@ -101,7 +101,7 @@ def adapt_decoder(embedder, predictor: Predictor, anchors: dict, cfg, rng, batch
             target = torch.as_tensor(m, dtype=torch.float32, device=dev)[None]
             loss, _, _, _ = sam_loss(logits, iou.float(), target, kind="bce")
             (loss / len(idx)).backward()
-            total += float(loss) / len(idx)
+            total += float(loss.detach()) / len(idx)
         opt.step()
         losses.append(total)
     sam.mask_decoder.eval()
