@@ -169,6 +169,22 @@ def test_snap_moves_only_the_band_near_the_boundary_onto_the_edge():
     assert (sub == snapped).all()
 
 
+def test_snap_never_grows_a_thin_sheet_onto_its_touching_neighbour():
+    img = np.zeros((40, 40), np.float32)
+    img[:, 10:13] = 1.0  # sheet A, 3 px
+    img[:, 13] = 0.5  # a faint gap
+    img[:, 14:17] = 1.0  # sheet B
+    b = np.zeros((40, 40), bool)
+    b[:, 14:17] = True
+    carried = np.zeros((40, 40), bool)
+    carried[:, 11:14] = True  # A carried 1 px onto the gap
+    sdf = signed_distance(carried)
+    alone = snap(sdf, img, (0, 0, 40, 40), reach=2.0, sigma=1.0)
+    held = snap(sdf, img, (0, 0, 40, 40), reach=2.0, sigma=1.0, others=b)
+    assert (alone & b).any()  # the edges alone let it spill onto B
+    assert not (held & b).any() and held[:, 11:13].all()  # B's pixels count as outside
+
+
 def test_corridor_and_touching():
     prior = np.zeros((40, 40), bool)
     prior[10:20, 10:20] = True

@@ -175,11 +175,19 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
     else:
         fields = engine.motion_fields(images, cfg, z - step, z, [w.mask for w in here])
         priors = []
+    sdfs = []
     for w, f in zip(here, fields):
         w.memory = engine.carry(w.memory, f)
-        sdf = engine.vote(w.memory)
+        sdfs.append(engine.vote(w.memory))
+    for i, (w, f, sdf) in enumerate(zip(here, fields, sdfs)):
         if cfg.snap is not None and cfg.prior is not None:
-            prior = engine.snap(sdf, images.crop(z, f.box), f.box, cfg.snap, cfg.snap_sigma)
+            others = None
+            if cfg.compete and len(here) > 1:  # the snap never grows onto a neighbour's carried mask
+                others = np.zeros(sdf.shape, bool)
+                for j, o in enumerate(sdfs):
+                    if j != i:
+                        others |= o > 0
+            prior = engine.snap(sdf, images.crop(z, f.box), f.box, cfg.snap, cfg.snap_sigma, others)
         else:
             prior = sdf > 0
         priors.append((prior, f.displacement(w.mask), sdf))
