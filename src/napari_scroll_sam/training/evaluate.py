@@ -142,24 +142,34 @@ def _object_slices(objects, zs):
             yield z, np.asarray(m, bool)
 
 
-def ceiling_scores(embedder, objects, slices=None, min_area: int = 1) -> dict:
+#: click rules of the ceiling: which of SAM's masks answers one click
+CLICK_RULES = {"single": "SAM's single-mask output (multimask off): what a user's click shows",
+               "best_of_3": "the top-scored (predicted IoU) of SAM's three masks"}
+
+
+def ceiling_scores(embedder, objects, slices=None, min_area: int = 1, click: str = "single") -> dict:
     """The prompt-from-ground-truth ceiling: every object on every slice where it is present,
     prompted once with its true bounding box and once with one click at its deepest point
-    (``prompts.farthest_from_boundary``; SAM's best-scored of three masks), no propagation.
+    (``prompts.farthest_from_boundary``), no propagation. ``click`` chooses the mask that
+    answers the click (``CLICK_RULES``): ``"single"`` (default; SAM's single-mask output, what
+    the widgets, propagation and ``benchmarks/eval_quality.py`` use) or ``"best_of_3"``.
 
     ``objects``: {id: bool (Z, H, W) ground truth} in the embedder's volume frame (or
     {id: {z: 2D mask}}, or an instance label volume whose ids are the objects); ``slices``:
     the z to score (default: all). Slices where an object is absent (or under ``min_area``
-    px) are skipped. Returns {"box": mean IoU, "click": mean IoU, "n": object-slices}.
+    px) are skipped. Returns {"box": mean IoU, "click": mean IoU, "n": object-slices,
+    "click_rule": click}.
     """
-    box, click = [], []
+    if click not in CLICK_RULES:
+        raise ValueError(f"click must be one of {', '.join(CLICK_RULES)}, not {click!r}")
+    box, clicks = [], []
     zs = None if slices is None else sorted(set(int(z) for z in slices))
     for z, m in _object_slices(objects, zs):
         if m.sum() < max(1, min_area):
             continue
         pred = segment_slice(embedder, z, box=P.bbox(m)[None])
         box.append(_iou(pred.masks[0], m))
-        pred = segment_slice(embedder, z, multimask=True, **_point(P.farthest_from_boundary(m)))
-        click.append(_iou(pred.masks[0], m))
+        pred = segment_slice(embedder, z, multimask=click == "best_of_3", **_point(P.farthest_from_boundary(m)))
+        clicks.append(_iou(pred.masks[0], m))
     mean = (lambda v: float(np.mean(v)) if v else float("nan"))
-    return {"box": mean(box), "click": mean(click), "n": len(box)}
+    return {"box": mean(box), "click": mean(clicks), "n": len(box), "click_rule": click}
