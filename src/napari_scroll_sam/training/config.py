@@ -35,6 +35,7 @@ class TrainConfig:
     objects_per_sample: int = 8
     prompt_kinds: tuple = ("point", "box", "background")
     corrective_rounds: int = 1
+    single_mask_clicks: bool = False  # one-click prompts also train SAM's single-mask output (what a click shows)
     freeze: str = "encoder"  # "encoder": image+prompt encoders frozen; "none"; "last:N" encoder blocks
     #                          trained; "lora:R": rank-R adapters on the encoder's attention (training.lora)
     grad_clip: float = 1.0

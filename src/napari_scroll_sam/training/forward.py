@@ -55,7 +55,9 @@ class Forward:
         return contextlib.nullcontext()
 
     def _decode(self, emb, size, prompts, mask_input=None, multimask=False):
-        """Logits (N, M, h, w) at the tile's resolution, predicted IoU (N, M), low-res logits."""
+        """Logits (N, M, h, w) at the tile's resolution, predicted IoU (N, M), low-res logits.
+        ``multimask``: False, one mask (SAM's single output); True, three; "all": the four, the
+        single output first (one decoder pass for both)."""
         input_size = preprocess_shape(*size, self.sam.image_encoder.img_size)
         k = max(len(p.points) for p in prompts)
         boxes = None
@@ -74,8 +76,11 @@ class Forward:
         with self._autocast():
             sparse, dense = self.sam.prompt_encoder(points=(coords, labels) if k else None, boxes=boxes,
                                                     masks=mask_input)
-            low, iou = self.sam.mask_decoder(image_embeddings=emb, image_pe=self.sam.prompt_encoder.get_dense_pe(),
-                                             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                             multimask_output=multimask)
+            kw = dict(image_embeddings=emb, image_pe=self.sam.prompt_encoder.get_dense_pe(),
+                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense)
+            if multimask == "all":
+                low, iou = self.sam.mask_decoder.predict_masks(**kw)
+            else:
+                low, iou = self.sam.mask_decoder(**kw, multimask_output=multimask)
         logits = self.sam.postprocess_masks(low.float(), input_size, tuple(size))
         return logits, iou.float(), low.float()

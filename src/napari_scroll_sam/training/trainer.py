@@ -159,7 +159,13 @@ class Trainer(Forward):
         for idx in groups.values():
             group = [prompts[i] for i in idx]
             single = all(p.box is None and (p.labels > 0).sum() == 1 for p in group)
-            logits, iou_pred, low = self._decode(emb, size, group, multimask=single)
+            if single and cfg.single_mask_clicks:  # the three masks, and the single one a click shows
+                logits, iou_pred, low = self._decode(emb, size, group, multimask="all")
+                one, _, _, _ = sam_loss(logits[:, :1], iou_pred[:, :1], gt[idx], cfg.loss)
+                total, n_terms = total + one, n_terms + 1
+                logits, iou_pred, low = logits[:, 1:], iou_pred[:, 1:], low[:, 1:]
+            else:
+                logits, iou_pred, low = self._decode(emb, size, group, multimask=single)
             loss, parts, best, true_iou = sam_loss(logits, iou_pred, gt[idx], cfg.loss)
             total, n_terms = total + loss, n_terms + 1
             for k, v in parts.items():
