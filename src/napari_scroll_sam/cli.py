@@ -463,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="random: train a registry configuration from scratch")
     tr.add_argument("--resume", default=None, help="a last.pt to continue from")
     tr.add_argument("--device", default="auto")
-    tr.add_argument("--freeze", default="encoder", help="encoder (default), none, or last:N")
+    tr.add_argument("--freeze", default="encoder", help="encoder (default), none, last:N (the last N encoder "
+                    "blocks train) or lora:R (rank-R adapters on the encoder's attention)")
     tr.add_argument("--epochs", type=int, default=10)
     tr.add_argument("--lr", type=float, default=1e-4)
     tr.add_argument("--batch-size", type=int, default=4)
