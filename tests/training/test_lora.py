@@ -84,7 +84,16 @@ def test_bad_freeze_is_refused(freeze):
         TrainConfig(freeze=freeze)
 
 
-def test_merge_lora_in_place():
+def test_merge_lora_in_place_and_a_second_trainer_folds_the_first_ones_adapters(tmp_path):
     model = tiny_model(seed=0)
     add_lora(model.sam, 1)
     assert merge_lora(model.sam) is model.sam and not has_lora(model.sam)
+    cfg = TrainConfig(**{**CFG, "freeze": "lora:2"})
+    first = Trainer(model, [squares()], tmp_path / "a", cfg, cache=False)  # never run: adapters stay
+    with torch.no_grad():
+        first.sam.image_encoder.blocks[0].attn.qkv.B.fill_(0.1)
+    x = torch.rand(1, 3, 64, 64)
+    out = _encode(model.sam, x)
+    second = Trainer(model, [squares()], tmp_path / "b", cfg, cache=False)
+    assert len([m for m in second.sam.modules() if isinstance(m, LoRALinear)]) == 2 * 2  # fresh ones only
+    torch.testing.assert_close(_encode(model.sam, x), out, atol=1e-5, rtol=1e-4)  # the first's update kept

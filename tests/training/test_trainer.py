@@ -24,7 +24,7 @@ def squares(n=6, size=64, seed=0):
     return TrainingPair(Volume(levels=[image], contrast_limits=(0, 255), name="squares"), labels, name="squares")
 
 
-CFG = dict(epochs=2, batch_size=2, warmup_steps=2, patience=0, val_fraction=0.25)
+CFG = dict(epochs=2, batch_size=2, warmup_steps=2, patience=0, val_fraction=0.25, freeze="encoder", lr=1e-4)
 
 
 def _run(tmp_path, name="run", model=None, **kw):

@@ -52,6 +52,7 @@ def build_form(o, defaults):
     o.freeze_combo.addItems(FREEZE_CHOICES)
     for i, name in enumerate(FREEZE_CHOICES):
         o.freeze_combo.setItemData(i, FREEZE_HELP[name], Qt.ItemDataRole.ToolTipRole)
+    o.freeze_combo.setCurrentText(defaults.freeze)
     o.prompt_checks = {k: QCheckBox(k, toolTip=PROMPT_HELP[k], checked=k in defaults.prompt_kinds)
                           for k in PROMPT_HELP}
     o.epochs_spin = QSpinBox(toolTip="passes over the training slices")

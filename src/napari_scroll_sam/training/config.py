@@ -27,7 +27,7 @@ def _freeze_ok(freeze) -> bool:
 @dataclasses.dataclass
 class TrainConfig:
     epochs: int = 10
-    lr: float = 1e-4
+    lr: float = 1e-3  # measured: benchmarks/finetune_compare.py (README, Fine-tuning)
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0  # linear warm-up, in epochs (the unit of patience)
     warmup_steps: int | None = None  # or in steps, when given (overrides warmup_epochs)
@@ -36,8 +36,8 @@ class TrainConfig:
     prompt_kinds: tuple = ("point", "box", "background")
     corrective_rounds: int = 1
     single_mask_clicks: bool = False  # one-click prompts also train SAM's single-mask output (what a click shows)
-    freeze: str = "encoder"  # "encoder": image+prompt encoders frozen; "none"; "last:N" encoder blocks
-    #                          trained; "lora:R": rank-R adapters on the encoder's attention (training.lora)
+    freeze: str = "lora:4"  # "lora:R": rank-R adapters on the encoder's attention (training.lora) + the
+    #                         decoder; "encoder": image+prompt encoders frozen (cached embeddings); "none"; "last:N"
     grad_clip: float = 1.0
     seed: int = 0
     val_fraction: float = 0.2

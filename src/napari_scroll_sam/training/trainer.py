@@ -119,10 +119,10 @@ class Trainer(Forward):
             for p in self.sam.image_encoder.neck.parameters():
                 p.requires_grad = True
         elif freeze.startswith("lora:"):
-            from .lora import add_lora, has_lora
+            from .lora import add_lora, has_lora, merge_lora
 
-            if has_lora(self.sam):
-                raise TrainingError("the model already carries LoRA adapters (a Trainer adds them itself)")
+            if has_lora(self.sam):  # another Trainer's whose run has not ended: its update into the weights
+                merge_lora(self.sam)
             for a in add_lora(self.sam, int(freeze[5:]), seed=self.config.seed):
                 a.A.requires_grad = a.B.requires_grad = True
         self.encoder_trained = freeze != "encoder"
