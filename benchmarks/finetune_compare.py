@@ -113,9 +113,11 @@ def train(method, pair, minutes, lr, tmp, seed, augment, smc=False):
         losses.append(rep.loss)
         ious.append(rep.train_iou)
         el = time.process_time() - t0
-        if not calibrated and rep.step == 10:  # still in warm-up (23+ steps): the cosine can be fitted now
-            per = el / rep.step
-            tr.total_steps = max(rep.step + 1, int(budget / per))
+        if rep.step == 1:
+            first = el  # the embedding stage (frozen encoder) and the first step: not a step's cost
+        if not calibrated and rep.step == 11:  # still in warm-up (23+ steps): the cosine can be fitted now
+            per = (el - first) / 10
+            tr.total_steps = max(rep.step + 1, rep.step + int((budget - el) / per))
             cfg.epochs = -(-tr.total_steps // tr.steps_per_epoch)
             calibrated = True
         if el >= budget or tr.step >= tr.total_steps:
