@@ -15,7 +15,7 @@ training slices keep every object.
 Reports (JSON on stdout; ``--table``: the markdown table instead; the table always on stderr):
 
 * ``prompts``: ``evaluate_prompts`` IoU per strategy on the validation slices, before and after
-  fine-tuning (encoder frozen, decoder trained, default ``TrainConfig`` but ``--epochs``/``--batch-size``);
+  fine-tuning (the default ``TrainConfig``: LoRA rank 4 + decoder, but ``--epochs``/``--batch-size``);
 * ``trainer_validate``: ``Trainer.validate()`` (deepest point + box) before and after (the last epoch's);
 * ``propagation``: ``evaluate_propagation`` (one point on the middle slice, both ways) for
   ``--objects`` 3D objects, before/after, scored only on slices not used for training (the training

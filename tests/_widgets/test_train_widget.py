@@ -144,7 +144,7 @@ def test_bad_input_shows_an_error_and_trains_nothing(setup):
     w.val_slices_edit.setText("")
     w.freeze_combo.setCurrentText("half")
     w.start()
-    assert "freeze must be 'encoder', 'none' or 'last:N'" in w.error_label.text()
+    assert "freeze must be 'encoder', 'none', 'last:N' or 'lora:R'" in w.error_label.text()
     w.freeze_combo.setCurrentText("encoder")
     for cb in w.prompt_checks.values():
         cb.setChecked(False)

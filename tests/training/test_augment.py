@@ -56,6 +56,9 @@ def test_intensity_only_keeps_geometry_and_p0_is_identity():
     (dict(gamma=(2.0, 1.0)), "gamma range 2.0..1.0 is empty"),
     (dict(rotate=400), "rotate"),
     (dict(noise=(0, 500)), "noise"),
+    (dict(scale=1.2), r"scale must be a \(low, high\) pair of numbers, got 1.2"),
+    (dict(blur=(0, 1, 2)), "blur must be a .low, high. pair"),
+    (dict(p_elastic=-0.1, elastic=64), "p_elastic must be a probability in 0..1, got -0.1; .*elastic must be 0..32"),
 ])
 def test_out_of_range_parameters_are_refused(kw, msg):
     with pytest.raises(AugmentError, match=msg):

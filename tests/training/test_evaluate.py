@@ -62,5 +62,55 @@ def test_evaluate_command_table(tmp_path, capsys):
                  str(b), "--strategies", "box", "centroid", "--cache", str(tmp_path / "c"), "--json",
                  str(tmp_path / "e.json")]) == 0
     out = capsys.readouterr().out
-    assert f"| strategy | {a} | {b} |" in out and "| box |" in out and "| centroid |" in out
+    assert f"| strategy | {a} | {b} | {b} − {a} |" in out and "| box |" in out and "| centroid |" in out
+    assert "masks: single" in out
     assert (tmp_path / "e.json").is_file()
+
+
+def test_evaluate_command_one_table_with_propagation(tmp_path, capsys):
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    save_checkpoint(a, tiny_model(seed=0, name="small2"))
+    save_checkpoint(b, tiny_model(seed=0, name="small2"))
+    assert main(["evaluate", "--phantoms", "1", "--phantom-shape", "4", "64", "64", "--model", str(a), "--model",
+                 str(b), "--strategies", "box", "deepest_point", "--propagation", "--click", "best_of_3",
+                 "--cache", str(tmp_path / "c")]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("|")]
+    assert len(lines) == 2 + 2 + 1  # head, rule, two strategies, propagation: one table
+    assert lines[-1].startswith("| propagation: one point on the middle slice")
+    assert all(ln.endswith("| +0.000 |") for ln in lines[2:])  # the same weights twice: no change
+
+
+def test_table_change_column():
+    cols = {"before": {"box": {"iou": 0.5}}, "after": {"box": {"iou": 0.75}}}
+    prop = {"before": {"mean_iou": 0.4, "objects": {1: {}}}, "after": {"mean_iou": 0.3, "objects": {1: {}}}}
+    lines = E.table(cols, propagation=prop).splitlines()
+    assert lines[0] == "| strategy | before | after | after − before |"
+    assert lines[2] == "| box | 0.500 | 0.750 | +0.250 |"
+    assert lines[3].endswith("| 0.400 | 0.300 | -0.100 |") and "(1 objects)" in lines[3]
+    assert E.table({"one": cols["before"]}).splitlines()[0] == "| strategy | one |"
+
+
+def test_click_rule_chooses_the_mask_that_answers(monkeypatch):
+    """'single' scores SAM's single-mask output, 'best_of_3' the top-scored of three: an oracle whose
+    single mask is right and whose three are wrong scores 1 and 0."""
+    pair = squares()
+    lab = np.asarray(pair.labels)
+
+    def oracle(emb, z, points=None, labels=None, box=None, multimask=False, **kw):
+        if box is not None:
+            y0, x0, y1, x1 = np.asarray(box).reshape(4).astype(int)
+        else:
+            y0, x0 = y1, x1 = np.asarray(points).reshape(-1, 2)[0].round().astype(int)
+        oid = lab[z][y0:y1 + 1, x0:x1 + 1].max()
+        right = lab[z] == oid
+        return Prediction(((~right) if multimask else right)[None], np.ones(1), torch.zeros(1, 1, 4, 4))
+
+    monkeypatch.setattr(E, "segment_slice", oracle)
+    single = E.ceiling_scores(None, lab, slices=[0, 1])
+    best3 = E.ceiling_scores(None, lab, slices=[0, 1], click="best_of_3")
+    assert single == {"box": 1.0, "click": 1.0, "n": 4, "click_rule": "single"}
+    assert best3["box"] == 1.0 and best3["click"] == 0.0
+    res = E.evaluate_prompts(tiny_model(), [pair], ["deepest_point"], slices={0: [0]}, click="best_of_3")
+    assert res["deepest_point"] == {"iou": 0.0, "n": 2}
+    with pytest.raises(ValueError, match="click must be one of single, best_of_3"):
+        E.ceiling_scores(None, lab, click="top")

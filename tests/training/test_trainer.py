@@ -24,7 +24,7 @@ def squares(n=6, size=64, seed=0):
     return TrainingPair(Volume(levels=[image], contrast_limits=(0, 255), name="squares"), labels, name="squares")
 
 
-CFG = dict(epochs=2, batch_size=2, warmup_steps=2, patience=0, val_fraction=0.25)
+CFG = dict(epochs=2, batch_size=2, warmup_steps=2, patience=0, val_fraction=0.25, freeze="encoder", lr=1e-4)
 
 
 def _run(tmp_path, name="run", model=None, **kw):
@@ -245,3 +245,15 @@ def test_overfits_one_slice(tmp_path):
         for lg, m in zip(logits[:, 0], s.masks):
             ious.append(((lg > 0).numpy() & m).sum() / ((lg > 0).numpy() | m).sum())
     assert min(ious) > 0.9, ious
+
+
+@pytest.mark.parametrize("smc", [False, True])
+def test_single_mask_clicks_trains_the_mask_a_click_shows(tmp_path, smc):
+    """One-click prompts train SAM's three masks; with ``single_mask_clicks`` also the single
+    output (token 0) that a click shows in the widgets and propagation."""
+    tr, _ = _run(tmp_path, f"s{smc}", epochs=1, lr=1e-2, weight_decay=0.0, prompt_kinds=("point",),
+                 corrective_rounds=0, single_mask_clicks=smc)
+    ref = tiny_model(seed=0).sam.mask_decoder.output_hypernetworks_mlps
+    mlps = tr.sam.mask_decoder.output_hypernetworks_mlps
+    assert any(not torch.equal(mlps[i].layers[0].weight, ref[i].layers[0].weight) for i in (1, 2, 3))  # the three
+    assert torch.equal(mlps[0].layers[0].weight, ref[0].layers[0].weight) != smc  # the single one: only with smc

@@ -12,13 +12,15 @@ from qtpy.QtWidgets import (
 
 from ._model import ModelChoice
 
-FREEZE_CHOICES = ("encoder", "none", "last:1", "last:2", "last:4")
+FREEZE_CHOICES = ("encoder", "none", "last:1", "last:2", "last:4", "lora:4")
 FREEZE_HELP = {"encoder": "image and prompt encoders frozen: only the mask decoder learns (fast: cached "
                           "embeddings)",
                "none": "every weight learns (slow: the encoder runs at every step)",
                "last:1": "the decoder and the encoder's last block learn",
                "last:2": "the decoder and the encoder's last 2 blocks learn",
-               "last:4": "the decoder and the encoder's last 4 blocks learn"}
+               "last:4": "the decoder and the encoder's last 4 blocks learn",
+               "lora:4": "the decoder and rank-4 adapters on the encoder's attention learn (folded into "
+                         "the weights at the end)"}
 PROMPT_HELP = {"point": "one positive point in the object", "box": "the object's box, jittered",
                "points": "2-4 positive points", "background": "adds 1-2 negative points (half of the prompts)"}
 OBJECT_KINDS = ("instances", "components")
@@ -50,6 +52,7 @@ def build_form(o, defaults):
     o.freeze_combo.addItems(FREEZE_CHOICES)
     for i, name in enumerate(FREEZE_CHOICES):
         o.freeze_combo.setItemData(i, FREEZE_HELP[name], Qt.ItemDataRole.ToolTipRole)
+    o.freeze_combo.setCurrentText(defaults.freeze)
     o.prompt_checks = {k: QCheckBox(k, toolTip=PROMPT_HELP[k], checked=k in defaults.prompt_kinds)
                           for k in PROMPT_HELP}
     o.epochs_spin = QSpinBox(toolTip="passes over the training slices")

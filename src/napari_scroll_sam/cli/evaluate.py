@@ -13,7 +13,7 @@ def run(args) -> int:
     import json
 
     from ..sam.models import load_model
-    from ..training.evaluate import evaluate_propagation, evaluate_prompts, table
+    from ..training.evaluate import CLICK_RULES, evaluate_propagation, evaluate_prompts, table
 
     pairs = training_pairs(args)
     if not pairs:
@@ -26,17 +26,15 @@ def run(args) -> int:
         model = load_model(name, device=args.device)
         print(f"evaluating {model.model_id} …", file=sys.stderr, flush=True)
         columns[str(name)] = evaluate_prompts(model, pairs, args.strategies, slices=slices,
-                                              mode=mode_from_args(args), cache=args.cache, seed=args.seed)
+                                              mode=mode_from_args(args), cache=args.cache, seed=args.seed,
+                                              click=args.click)
         if args.propagation:
             propagation[str(name)] = evaluate_propagation(model, pairs[0], mode=mode_from_args(args),
                                                           cache=args.cache)
-    print(table(columns))
-    if args.propagation:
-        print("\n| model | propagation mean IoU | objects |\n|---|---|---|")
-        for name, res in propagation.items():
-            print(f"| {name} | {res['mean_iou']:.3f} | {len(res['objects'])} |")
+    print(f"mean IoU per prompt (masks: {args.click}, {CLICK_RULES[args.click]})")
+    print(table(columns, propagation=propagation or None))
     if args.json:
-        out = {"prompts": columns, "propagation": {k: {"mean_iou": v["mean_iou"]} for k, v in propagation.items()}}
+        out = {"click": args.click, "prompts": columns, "propagation": {k: {"mean_iou": v["mean_iou"]} for k, v in propagation.items()}}
         from ..io.atomic import atomic_output
 
         with atomic_output(Path(args.json)) as tmp:
@@ -58,6 +56,9 @@ def register(command) -> None:
     ev.add_argument("--slices", type=int, nargs="*", help="slices of the first pair to score (default: all annotated)")
     ev.add_argument("--strategies", nargs="*", default=None)
     ev.add_argument("--propagation", action="store_true", help="also propagate each 3D object from its middle")
+    ev.add_argument("--click", default="single", choices=["single", "best_of_3"],
+                    help="which of SAM's masks answers a prompt: its single mask (what a click shows) "
+                         "or the best scored of three")
     ev.add_argument("--mode", default="every")
     ev.add_argument("--stride", type=int, default=None)
     ev.add_argument("--d", type=int, default=None)

@@ -116,9 +116,13 @@ def register(command) -> None:
                     help="random: train a registry configuration from scratch")
     tr.add_argument("--resume", default=None, help="a last.pt to continue from")
     tr.add_argument("--device", default="auto")
-    tr.add_argument("--freeze", default="encoder", help="encoder (default), none, or last:N")
-    tr.add_argument("--epochs", type=int, default=10)
-    tr.add_argument("--lr", type=float, default=1e-4)
+    from ..training.config import TrainConfig
+
+    tr.add_argument("--freeze", default=TrainConfig.freeze, help=f"lora:R (rank-R adapters on the encoder's "
+                    f"attention), encoder (frozen: cached embeddings), none, or last:N (the last N encoder blocks "
+                    f"train); default {TrainConfig.freeze}")
+    tr.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    tr.add_argument("--lr", type=float, default=TrainConfig.lr)
     tr.add_argument("--batch-size", type=int, default=4)
     tr.add_argument("--warmup", type=int, default=None, help="warm-up in steps (overrides --warmup-epochs)")
     tr.add_argument("--warmup-epochs", type=float, default=1.0, help="warm-up in epochs, the unit of --patience")

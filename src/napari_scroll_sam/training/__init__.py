@@ -1,2 +1,4 @@
-"""Fine-tuning SAM on annotated slices: data (``data``), losses (``losses``), the trainer
-(``trainer``) and evaluation (``evaluate``)."""
+"""Fine-tuning SAM on annotated slices: data (``data``), augmentation (``augment``), losses
+(``losses``), low-rank adapters (``lora``), the trainer (``trainer``: the loop, with ``config``,
+``forward``, ``schedule``, ``validation``, ``checkpoints``), evaluation (``evaluate``) and
+synthetic training data (``synthetic``)."""

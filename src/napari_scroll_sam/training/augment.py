@@ -46,7 +46,12 @@ class AugmentConfig:
         p = []
 
         def rng_(name, low, high):
-            a, b = getattr(self, name)
+            v = getattr(self, name)
+            try:
+                a, b = (float(x) for x in v)
+            except (TypeError, ValueError):
+                p.append(f"{name} must be a (low, high) pair of numbers, got {v!r}")
+                return
             if not a <= b:
                 p.append(f"{name} range {a}..{b} is empty")
             elif a < low or b > high:

@@ -16,6 +16,11 @@ from ..sam.embeddings import SliceEmbedder
 from ..sam.segment import segment_slice
 from .data import objects_of
 
+#: which of SAM's masks answers a prompt: the single-mask output (what a user's click shows in the
+#: widgets and propagation, and what benchmarks/eval_quality.py scores) or the best scored of three
+CLICK_RULES = {"single": "SAM's single-mask output (multimask off): what a user's click shows",
+               "best_of_3": "the top-scored (predicted IoU) of SAM's three masks"}
+
 #: name → (description, prompt maker(mask, rng) → dict of segment_slice prompt arguments)
 STRATEGIES = {
     "box": ("the tight box", lambda m, rng: {"box": P.bbox(m)[None]}),
@@ -28,6 +33,8 @@ STRATEGIES = {
                    lambda m, rng: _point(P.bbox(m).reshape(2, 2).mean(0))),
     "centroid": ("the centre of mass, snapped into the mask", lambda m, rng: _point(P.centroid(m))),
     "gaussian_centre": ("the Gaussian-weighted centre, snapped", lambda m, rng: _point(P.gaussian_centre(m))),
+    "deepest_point": ("one click at the deepest point (the ceiling's click)",
+                      lambda m, rng: _point(P.farthest_from_boundary(m))),
     "background_point": ("the deepest point plus one background point",
                          lambda m, rng: _points(np.vstack([P.farthest_from_boundary(m)[None],
                                                            P.background_points(m, 1)]), [1, 0])),
@@ -54,9 +61,11 @@ def _iou(a, b) -> float:
 
 
 def evaluate_prompts(model, pairs, strategies=None, slices=None, mode=None, cache=None, seed: int = 0,
-                     min_area: int = 16) -> dict:
+                     min_area: int = 16, click: str = "single") -> dict:
     """Mean IoU per strategy over every object of the annotated slices (or ``slices``:
-    {pair index: [z…]}). Returns {strategy: {"iou": mean, "n": objects}}."""
+    {pair index: [z…]}); ``click``: which of SAM's masks answers a prompt (``CLICK_RULES``).
+    Returns {strategy: {"iou": mean, "n": objects}}."""
+    _check_click(click)
     strategies = list(strategies or STRATEGIES)
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
@@ -73,7 +82,7 @@ def evaluate_prompts(model, pairs, strategies=None, slices=None, mode=None, cach
         for z in zs:
             for mask in objects_of(np.asarray(pair.labels[z]), pair.objects, min_area):
                 for s in strategies:
-                    pred = segment_slice(emb, z, multimask=True, **STRATEGIES[s][1](mask, rng))
+                    pred = segment_slice(emb, z, multimask=click == "best_of_3", **STRATEGIES[s][1](mask, rng))
                     scores[s].append(_iou(pred.masks[0], mask))
     return {s: {"iou": float(np.mean(v)) if v else float("nan"), "n": len(v)} for s, v in scores.items()}
 
@@ -114,12 +123,28 @@ def evaluate_propagation(model, pair, strategy: str = "box+farthest", objects=No
     return {"mean_iou": mean, "objects": result}
 
 
-def table(columns: dict, strategies=None) -> str:
-    """A markdown table: rows = strategies, columns = {name: evaluate_prompts result}."""
-    strategies = strategies or next(iter(columns.values())).keys()
-    head = "| strategy | " + " | ".join(columns) + " |"
-    rule = "|---|" + "---|" * len(columns)
-    rows = [f"| {s} | " + " | ".join(f"{c[s]['iou']:.3f}" for c in columns.values()) + " |" for s in strategies]
+def table(columns: dict, strategies=None, propagation: dict | None = None) -> str:
+    """One markdown table: rows = prompt strategies (and, given ``propagation`` {name:
+    evaluate_propagation result}, the propagation protocol), columns = {name: evaluate_prompts
+    result} — before and after side by side — plus, for two or more models, the change from
+    the first (before) to the last (after)."""
+    strategies = list(strategies or next(iter(columns.values())).keys())
+    names = list(columns)
+    delta = len(names) > 1
+    head = "| strategy | " + " | ".join(names) + (f" | {names[-1]} − {names[0]} |" if delta else " |")
+    rule = "|---|" + "---|" * (len(names) + delta)
+
+    def row(label, values):
+        cells = [f"{v:.3f}" for v in values]
+        if delta:
+            cells.append(f"{values[-1] - values[0]:+.3f}")
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    rows = [row(s, [columns[n][s]["iou"] for n in names]) for s in strategies]
+    if propagation:
+        first = next(iter(propagation.values()))
+        rows.append(row(f"propagation: one point on the middle slice, both ways ({len(first['objects'])} objects)",
+                        [propagation[n]["mean_iou"] for n in names]))
     return "\n".join([head, rule, *rows])
 
 
@@ -142,24 +167,33 @@ def _object_slices(objects, zs):
             yield z, np.asarray(m, bool)
 
 
-def ceiling_scores(embedder, objects, slices=None, min_area: int = 1) -> dict:
+def _check_click(click):
+    if click not in CLICK_RULES:
+        raise ValueError(f"click must be one of {', '.join(CLICK_RULES)}, not {click!r}")
+
+
+def ceiling_scores(embedder, objects, slices=None, min_area: int = 1, click: str = "single") -> dict:
     """The prompt-from-ground-truth ceiling: every object on every slice where it is present,
     prompted once with its true bounding box and once with one click at its deepest point
-    (``prompts.farthest_from_boundary``; SAM's best-scored of three masks), no propagation.
+    (``prompts.farthest_from_boundary``), no propagation. ``click`` chooses the mask that
+    answers the click (``CLICK_RULES``): ``"single"`` (default; SAM's single-mask output, what
+    the widgets, propagation and ``benchmarks/eval_quality.py`` use) or ``"best_of_3"``.
 
     ``objects``: {id: bool (Z, H, W) ground truth} in the embedder's volume frame (or
     {id: {z: 2D mask}}, or an instance label volume whose ids are the objects); ``slices``:
     the z to score (default: all). Slices where an object is absent (or under ``min_area``
-    px) are skipped. Returns {"box": mean IoU, "click": mean IoU, "n": object-slices}.
+    px) are skipped. Returns {"box": mean IoU, "click": mean IoU, "n": object-slices,
+    "click_rule": click}.
     """
-    box, click = [], []
+    _check_click(click)
+    box, clicks = [], []
     zs = None if slices is None else sorted(set(int(z) for z in slices))
     for z, m in _object_slices(objects, zs):
         if m.sum() < max(1, min_area):
             continue
         pred = segment_slice(embedder, z, box=P.bbox(m)[None])
         box.append(_iou(pred.masks[0], m))
-        pred = segment_slice(embedder, z, multimask=True, **_point(P.farthest_from_boundary(m)))
-        click.append(_iou(pred.masks[0], m))
+        pred = segment_slice(embedder, z, multimask=click == "best_of_3", **_point(P.farthest_from_boundary(m)))
+        clicks.append(_iou(pred.masks[0], m))
     mean = (lambda v: float(np.mean(v)) if v else float("nan"))
-    return {"box": mean(box), "click": mean(click), "n": len(box)}
+    return {"box": mean(box), "click": mean(clicks), "n": len(box), "click_rule": click}

@@ -1,11 +1,18 @@
 """Fine-tune SAM on annotated slices.
 
-Default recipe: image encoder and prompt encoder frozen, mask decoder trained with
+Default recipe (measured: ``benchmarks/finetune_compare.py``): the mask decoder and rank-4
+low-rank adapters on the image encoder's attention trained (``freeze="lora:4"``,
+``training.lora``; folded into the weights when the run ends), the rest frozen, with
 focal + Dice + IoU-prediction MSE (``losses``), prompts sampled from the labels at
 every step (``data.sample_prompt``), plus corrective rounds (a click in the error
-regions with the previous logits as mask input). With the encoder frozen the
-embeddings come from the embedding cache, so an epoch costs only the decoder,
-and every object of a slice goes through the decoder in one call.
+regions with the previous logits as mask input); every object of a slice goes through
+the decoder in one call. ``freeze="encoder"`` trains the decoder only: the embeddings
+then come from the embedding cache, so an epoch without augmentation costs only the
+decoder. ``"last:N"`` also trains the last N encoder blocks, ``"none"`` everything.
+
+The parts: ``config`` (TrainConfig, the reports), ``forward`` (embeddings, decoding),
+``schedule`` (warm-up + cosine, early stopping), ``validation`` (the held-out ceiling),
+``checkpoints`` (output folder, save, resume); this module is the loop.
 
 Schedules are in epochs, so they fit a set of 10 slices as well as 10,000: warm-up
 (``warmup_epochs``) then cosine, early stopping after ``patience`` epochs without a
@@ -25,9 +32,7 @@ sampling mode, window, step and best score; ``Trainer(resume=path)`` continues.
 """
 
 from __future__ import annotations
-from ..errors import ScrollSamError
 
-import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -36,97 +41,20 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..sam.checkpoint import read_checkpoint, save_checkpoint
 from ..sam.embeddings import SliceEmbedder
-from ..sam.predictor import _to_sam_xy
-from ..sam.preprocess import preprocess, preprocess_shape
+from . import checkpoints, schedule, validation
 from . import data as D
-from .augment import AugmentConfig, augment
-from .losses import mask_iou, sam_loss
+from .augment import AugmentConfig
+from .config import EpochReport, StageReport, StepReport, TrainConfig, TrainingError
+from .forward import Forward
+from .losses import sam_loss
+
+__all__ = ["Trainer", "TrainConfig", "TrainingError", "StageReport", "StepReport", "EpochReport"]
 
 log = logging.getLogger(__name__)
 
 
-class TrainingError(ScrollSamError, ValueError):
-    """Training cannot start (bad data, output folder, checkpoint); says why."""
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    epochs: int = 10
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    warmup_epochs: float = 1.0  # linear warm-up, in epochs (the unit of patience)
-    warmup_steps: int | None = None  # or in steps, when given (overrides warmup_epochs)
-    batch_size: int = 4  # samples (slices, or tiles of large slices) per step
-    objects_per_sample: int = 8
-    prompt_kinds: tuple = ("point", "box", "background")
-    corrective_rounds: int = 1
-    freeze: str = "encoder"  # "encoder": image+prompt encoders frozen; "none"; "last:N" encoder blocks trained
-    grad_clip: float = 1.0
-    seed: int = 0
-    val_fraction: float = 0.2
-    patience: int = 5  # epochs without a better validation score before stopping (0: never)
-    min_steps: int = 100  # early stopping never fires before this many steps (nor during warm-up)
-    min_val_slices: int = 3  # fewer held-out slices than this: validation_warning
-    augment: bool = True
-    augmentation: AugmentConfig | None = None  # None: AugmentConfig() defaults
-    min_area: int = 16
-    loss: str = "focal"  # "focal" (SAM's recipe) or "bce" (from scratch); + Dice + IoU MSE both
-
-    def __post_init__(self):
-        if not (self.freeze in ("encoder", "none") or (self.freeze.startswith("last:")
-                                                       and self.freeze[5:].isdigit())):
-            raise TrainingError(f"freeze must be 'encoder', 'none' or 'last:N', not {self.freeze!r}")
-        for name in ("epochs", "batch_size", "objects_per_sample"):
-            if int(getattr(self, name)) < 1:
-                raise TrainingError(f"{name} must be >= 1")
-        if self.loss not in ("focal", "bce"):
-            raise TrainingError(f"loss must be 'focal' or 'bce', not {self.loss!r}")
-        if self.warmup_epochs < 0 or (self.warmup_steps is not None and self.warmup_steps < 0):
-            raise TrainingError("warm-up must be >= 0")
-        if self.min_steps < 0 or self.patience < 0:
-            raise TrainingError("min_steps and patience must be >= 0")
-        if self.augmentation is not None and not isinstance(self.augmentation, AugmentConfig):
-            raise TrainingError(f"augmentation must be an AugmentConfig, not {type(self.augmentation).__name__}")
-        bad = [k for k in self.prompt_kinds if k not in D.PROMPT_KINDS]
-        if bad:
-            raise TrainingError(f"unknown prompt kinds {bad}; use {', '.join(D.PROMPT_KINDS)}")
-
-
-@dataclasses.dataclass
-class StageReport:
-    stage: str
-    done: int
-    total: int
-
-
-@dataclasses.dataclass
-class StepReport:
-    step: int
-    epoch: int
-    loss: float
-    parts: dict
-    lr: float
-    train_iou: float
-
-
-@dataclasses.dataclass
-class EpochReport:
-    epoch: int
-    step: int
-    train_loss: float
-    val_iou: float | None
-    val_dice: float | None
-    best: bool
-    checkpoint: str
-    stopped: str | None = None
-    val_box: float | None = None  # ceiling: each held-out object prompted with its true box
-    val_click: float | None = None  # … and with one click at its deepest point
-    val_slices: int = 0  # how many held-out slices the validation rests on
-
-
-class Trainer:
+class Trainer(Forward):
     """Fine-tune ``model`` (a SamModel) on ``pairs`` (``data.TrainingPair``); see the module doc."""
 
     def __init__(self, model, pairs, out_dir, config: TrainConfig | None = None, mode=None, cache=None,
@@ -136,7 +64,7 @@ class Trainer:
         if not self.pairs:
             raise TrainingError("no training data: give at least one (image, labels) pair")
         self.out_dir = Path(out_dir)
-        self._check_out_dir()
+        checkpoints.check_out_dir(self.out_dir)
         self.slices = [D.check_pair(p) for p in self.pairs]
         self.mode = mode
         cfg = self.config
@@ -165,32 +93,16 @@ class Trainer:
         self.warmup_steps = (cfg.warmup_steps if cfg.warmup_steps is not None
                              else int(round(cfg.warmup_epochs * self.steps_per_epoch)))
         self.augmentation = (cfg.augmentation or AugmentConfig()) if cfg.augment else None
-        n_val = sum(len(v) for v in self.val_slices)
-        self.validation_warning = None
-        if n_val < cfg.min_val_slices:
-            self.validation_warning = (
-                f"validation rests on {n_val} held-out slice{'s' * (n_val != 1)} "
-                f"({len(self.val_samples)} samples): too few to trust; annotate more slices or hold out "
-                f"at least {cfg.min_val_slices}" if n_val else
-                "no validation: nothing is held out, so best.pt follows the training loss")
+        self.validation_warning = validation.too_few_warning(sum(len(v) for v in self.val_slices),
+                                                             len(self.val_samples), cfg.min_val_slices)
+        if self.validation_warning:
             log.warning(self.validation_warning)
         self.step, self.epoch, self.best_score, self.history = 0, 0, -1.0, []
+        self.last_validation = {"box": None, "click": None}
         if resume is not None:
-            self._resume(resume)
+            checkpoints.resume(self, resume)
 
     # --- set-up ---------------------------------------------------------------
-    def _check_out_dir(self):
-        try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise TrainingError(f"{self.out_dir}: cannot create the output folder ({exc})") from exc
-        from ..io.atomic import WriteError, check_writable
-
-        try:  # a probe file: permission bits mislead root and read-only mounts
-            check_writable(self.out_dir, f"{self.out_dir}: the output folder")
-        except WriteError as exc:
-            raise TrainingError(str(exc)) from None
-
     def _set_trainable(self):
         freeze = self.config.freeze
         for p in self.sam.parameters():
@@ -207,6 +119,13 @@ class Trainer:
                     p.requires_grad = True
             for p in self.sam.image_encoder.neck.parameters():
                 p.requires_grad = True
+        elif freeze.startswith("lora:"):
+            from .lora import add_lora, has_lora, merge_lora
+
+            if has_lora(self.sam):  # another Trainer's whose run has not ended: its update into the weights
+                merge_lora(self.sam)
+            for a in add_lora(self.sam, int(freeze[5:]), seed=self.config.seed):
+                a.A.requires_grad = a.B.requires_grad = True
         self.encoder_trained = freeze != "encoder"
 
     @staticmethod
@@ -220,90 +139,8 @@ class Trainer:
         labelled = [int(z) for z in np.nonzero(lab.any(axis=(1, 2)).compute())[0]]
         return sorted(set(labelled) - set(zs))
 
-    def _resume(self, path):
-        ck = read_checkpoint(path)
-        if ck["config"]._structure() != self.model.config._structure():
-            raise TrainingError(f"{path}: a checkpoint of another model ({ck['config'].describe()}) "
-                                f"cannot resume training of {self.model.config.describe()}")
-        self.sam.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()})
-        ex = ck["extra"]
-        if "optimizer" in ex:
-            self.optimizer.load_state_dict(ex["optimizer"])
-        self.step, self.epoch = int(ex.get("step", 0)), int(ex.get("epoch", 0))
-        self.best_score = float(ex.get("best_score", -1.0))
-        self.history = list(ex.get("history", []))
-
     def lr_at(self, step: int) -> float:
-        cfg = self.config
-        warm = self.warmup_steps
-        if step < warm:
-            return cfg.lr * (step + 1) / warm
-        progress = (step - warm) / max(1, self.total_steps - warm)
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    # --- the model's forward ------------------------------------------------
-    def _embedding(self, sample: D.Sample) -> torch.Tensor:
-        return self._inputs(sample)[0]
-
-    def _inputs(self, sample: D.Sample, rng=None, masks=None) -> tuple[torch.Tensor, np.ndarray]:
-        """(embedding (1, C, g, g), object masks (K, h, w)) of a sample, augmented when ``rng``
-        is given and augmentation is on (an augmented image is encoded now)."""
-        emb = self.embedders[sample.pair]
-        aug = self.augmentation is not None and rng is not None and rng.random() < self.augmentation.p
-        if not self.encoder_trained and not aug:
-            return emb.get(sample.z).tensor[sample.tile][None].detach(), sample.masks if masks is None else masks
-        from ..sampling import sample_raw
-        from ..sam.preprocess import window_uint8
-
-        tile = emb.tiles[sample.tile]
-        y0, y1, x0, x1 = tile.outer
-        raw = sample_raw(emb.volume, [sample.z], emb.mode)[:, :, y0:y1, x0:x1]
-        masks = sample.masks if masks is None else masks
-        if aug:
-            img = window_uint8(torch.as_tensor(np.asarray(raw, np.float32)), emb.volume.contrast_limits)[0].numpy()
-            img, out = augment(img, masks, rng, dataclasses.replace(self.augmentation, p=1.0))
-            keep = out.reshape(len(out), -1).sum(1) >= self.config.min_area
-            if not keep.any():  # the crop or warp lost every object: the sample as it is
-                return self._inputs(sample, masks=masks)
-            masks = out[keep]
-            x, _ = preprocess(img[None], None, emb.img_size, self.device, already_uint8=True)
-        else:
-            x, _ = preprocess(raw, emb.volume.contrast_limits, emb.img_size, self.device)
-        with self._autocast(), torch.set_grad_enabled(self.encoder_trained and torch.is_grad_enabled()):
-            return self.sam.image_encoder(x).float(), masks
-
-    def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        import contextlib
-
-        return contextlib.nullcontext()
-
-    def _decode(self, emb, size, prompts, mask_input=None, multimask=False):
-        """Logits (N, M, h, w) at the tile's resolution, predicted IoU (N, M), low-res logits."""
-        input_size = preprocess_shape(*size, self.sam.image_encoder.img_size)
-        k = max(len(p.points) for p in prompts)
-        boxes = None
-        coords = labels = None
-        if k:
-            pts = np.zeros((len(prompts), k, 2))
-            lab = -np.ones((len(prompts), k))
-            for i, p in enumerate(prompts):
-                pts[i, : len(p.points)], lab[i, : len(p.points)] = p.points, p.labels
-            coords = torch.as_tensor(_to_sam_xy(pts, size, input_size), dtype=torch.float32, device=self.device)
-            labels = torch.as_tensor(lab, dtype=torch.int64, device=self.device)
-        if prompts[0].box is not None:
-            b = np.stack([p.box for p in prompts]).reshape(-1, 2, 2)
-            boxes = torch.as_tensor(_to_sam_xy(b, size, input_size).reshape(-1, 4), dtype=torch.float32,
-                                    device=self.device)
-        with self._autocast():
-            sparse, dense = self.sam.prompt_encoder(points=(coords, labels) if k else None, boxes=boxes,
-                                                    masks=mask_input)
-            low, iou = self.sam.mask_decoder(image_embeddings=emb, image_pe=self.sam.prompt_encoder.get_dense_pe(),
-                                             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                             multimask_output=multimask)
-        logits = self.sam.postprocess_masks(low.float(), input_size, tuple(size))
-        return logits, iou.float(), low.float()
+        return schedule.lr_at(step, self.config.lr, self.warmup_steps, self.total_steps)
 
     # --- one step -------------------------------------------------------------
     def _sample_loss(self, sample, rng):
@@ -323,7 +160,13 @@ class Trainer:
         for idx in groups.values():
             group = [prompts[i] for i in idx]
             single = all(p.box is None and (p.labels > 0).sum() == 1 for p in group)
-            logits, iou_pred, low = self._decode(emb, size, group, multimask=single)
+            if single and cfg.single_mask_clicks:  # the three masks, and the single one a click shows
+                logits, iou_pred, low = self._decode(emb, size, group, multimask="all")
+                one, _, _, _ = sam_loss(logits[:, :1], iou_pred[:, :1], gt[idx], cfg.loss)
+                total, n_terms = total + one, n_terms + 1
+                logits, iou_pred, low = logits[:, 1:], iou_pred[:, 1:], low[:, 1:]
+            else:
+                logits, iou_pred, low = self._decode(emb, size, group, multimask=single)
             loss, parts, best, true_iou = sam_loss(logits, iou_pred, gt[idx], cfg.loss)
             total, n_terms = total + loss, n_terms + 1
             for k, v in parts.items():
@@ -364,73 +207,52 @@ class Trainer:
         return StepReport(self.step, self.epoch, float(np.mean(losses)), parts, self.optimizer.param_groups[0]["lr"],
                           float(np.mean(ious)))
 
-    # --- validation -------------------------------------------------------------
-    @torch.no_grad()
+    # --- validation and checkpoints ----------------------------------------------
     def validate(self, samples=None) -> tuple[float | None, float | None]:
         """Mean IoU and Dice over the validation objects, prompted with the deepest point
         (best of SAM's three masks by predicted IoU) and with the tight box; the two apart
         (the ceiling figures) land in ``last_validation`` {"box", "click"}."""
-        from .. import prompts as P
+        scores, self.last_validation = validation.validate(self, self.val_samples if samples is None else samples)
+        return scores
 
-        samples = self.val_samples if samples is None else samples
-        self.last_validation = {"box": None, "click": None}
-        if not samples:
-            return None, None
-        self.sam.eval()
-        ious, dices, per = [], [], {"point": [], "box": []}
-        for s in samples:
-            emb = self._embedding(s)
-            size = s.masks.shape[1:]
-            gt = torch.as_tensor(s.masks, dtype=torch.float32, device=self.device)
-            for kind in ("point", "box"):
-                prompts = [P.Prompt(P.farthest_from_boundary(m)[None], np.ones(1)) if kind == "point"
-                           else P.Prompt(np.zeros((0, 2)), np.zeros(0), P.bbox(m)) for m in s.masks]
-                logits, iou_pred, _ = self._decode(emb, size, prompts, multimask=kind == "point")
-                pick = iou_pred.argmax(1)
-                chosen = logits[torch.arange(len(pick)), pick]
-                ious.extend(mask_iou(chosen, gt).tolist())
-                per[kind].extend(mask_iou(chosen, gt).tolist())
-                pred = (chosen > 0).float()
-                inter = (pred * gt).flatten(1).sum(1)
-                dices.extend(((2 * inter + 1e-6) / (pred.flatten(1).sum(1) + gt.flatten(1).sum(1) + 1e-6)).tolist())
-        self.last_validation = {"box": float(np.mean(per["box"])), "click": float(np.mean(per["point"]))}
-        return float(np.mean(ious)), float(np.mean(dices))
-
-    # --- the loop -----------------------------------------------------------------
     def save(self, name: str = "last.pt") -> Path:
         """Write a checkpoint now (e.g. at a time limit mid-epoch); ``resume`` continues from it."""
-        return self._save(name)
+        return checkpoints.save(self, name)
 
-    def _save(self, name) -> Path:
-        first = self.pairs[0].image
-        path = self.out_dir / name
-        try:
-            return save_checkpoint(
-                path, self.model, optimizer=self.optimizer.state_dict(), step=self.step,
-                epoch=self.epoch, best_score=self.best_score, history=self.history,
-                sampling=self.embedders[0].mode.key(), window=list(first.contrast_limits),
-                train_config=dataclasses.asdict(self.config))
-        except OSError as exc:  # full or read-only disk: the previous file is whole (written atomically)
-            from ..io.atomic import describe_os_error
-
-            raise TrainingError(f"{path}: cannot write the checkpoint of epoch {self.epoch} "
-                                f"({describe_os_error(exc)}); {'the previous ' + name + ' is untouched' if path.exists() else 'none was written'}"
-                                ) from exc
-
+    # --- the loop -----------------------------------------------------------------
     def run(self) -> Iterator:
+        """The training loop (see the module doc). With ``freeze="lora:R"`` the adapters are
+        folded into the model's weights when it ends (finished, stopped or closed), so the
+        model is the plain architecture again; such a Trainer runs once."""
+        from .lora import has_lora, merge_lora
+
+        lora = self.config.freeze.startswith("lora:")
+        if lora and not has_lora(self.sam):
+            raise TrainingError("this LoRA run has ended and its adapters are folded into the model: "
+                                "make a new Trainer to train on")
+        try:
+            yield from self._run()
+        finally:
+            if lora:
+                merge_lora(self.sam)
+
+    def _embed_all(self) -> Iterator[StageReport]:
+        """Frozen encoder: every needed embedding once (from the cache when there), kept in memory."""
+        needed = [(i, sorted({s.z for s in self.train_samples + self.val_samples if s.pair == i}))
+                  for i in range(len(self.pairs))]
+        total, done = sum(len(zs) for _, zs in needed), 0
+        for i, zs in needed:
+            for _ in self.embedders[i].embed(zs):
+                done += 1
+                yield StageReport("embedding", done, total)
+            self.embedders[i]._memory_slices = max(self.embedders[i]._memory_slices, len(zs))
+
+    def _run(self) -> Iterator:
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        if not self.encoder_trained:  # embeddings once, from the cache when there
-            needed = [(i, sorted({s.z for s in self.train_samples + self.val_samples if s.pair == i}))
-                      for i in range(len(self.pairs))]
-            total = sum(len(zs) for _, zs in needed)
-            done = 0
-            for i, zs in needed:
-                for _ in self.embedders[i].embed(zs):
-                    done += 1
-                    yield StageReport("embedding", done, total)
-                self.embedders[i]._memory_slices = max(self.embedders[i]._memory_slices, len(zs))
-        bad_epochs = 0
+        if not self.encoder_trained:
+            yield from self._embed_all()
+        stop = schedule.EarlyStop(cfg.patience, cfg.min_steps, self.warmup_steps, self.best_score)
         while self.epoch < cfg.epochs:
             rng = np.random.default_rng([cfg.seed, self.epoch])
             order = rng.permutation(len(self.train_samples))
@@ -438,31 +260,22 @@ class Trainer:
             done = self.step - self.epoch * self.steps_per_epoch  # resumed mid-epoch: skip what was done
             skip = done * cfg.batch_size if 0 < done < self.steps_per_epoch else 0
             for b in range(skip, len(order), cfg.batch_size):
-                batch = [self.train_samples[i] for i in order[b:b + cfg.batch_size]]
-                rep = self._train_step(batch, rng)
+                rep = self._train_step([self.train_samples[i] for i in order[b:b + cfg.batch_size]], rng)
                 losses.append(rep.loss)
                 yield rep
             self.epoch += 1
             val_iou, val_dice = self.validate()
-            score = val_iou if val_iou is not None else -float(np.mean(losses))
-            best = score > self.best_score
+            train_loss = float(np.mean(losses)) if losses else float("nan")
+            best = stop.update(val_iou if val_iou is not None else -train_loss)
+            self.best_score = stop.best
+            lv = self.last_validation
+            self.history.append({"epoch": self.epoch, "step": self.step, "train_loss": train_loss,
+                                 "val_iou": val_iou, "val_dice": val_dice, **{f"val_{k}": v for k, v in lv.items()}})
+            last = self.save("last.pt")
             if best:
-                self.best_score, bad_epochs = score, 0
-            else:
-                bad_epochs += 1
-            self.history.append({"epoch": self.epoch, "step": self.step, "train_loss": float(np.mean(losses)),
-                                 "val_iou": val_iou, "val_dice": val_dice,
-                                 **{f"val_{k}": v for k, v in getattr(self, "last_validation", {}).items()}})
-            last = self._save("last.pt")
-            if best:
-                self._save("best.pt")
-            stopped = None
-            if (cfg.patience and bad_epochs >= cfg.patience and self.epoch < cfg.epochs
-                    and self.step >= max(cfg.min_steps, self.warmup_steps)):
-                stopped = f"no better validation score for {bad_epochs} epochs"
-            lv = getattr(self, "last_validation", {})
-            yield EpochReport(self.epoch, self.step, float(np.mean(losses)) if losses else float("nan"), val_iou,
-                              val_dice, best, str(last), stopped, lv.get("box"), lv.get("click"),
-                              sum(len(v) for v in self.val_slices))
+                self.save("best.pt")
+            stopped = stop.reason(self.step, self.epoch, cfg.epochs)
+            yield EpochReport(self.epoch, self.step, train_loss, val_iou, val_dice, best, str(last), stopped,
+                              lv.get("box"), lv.get("click"), sum(len(v) for v in self.val_slices))
             if stopped:
                 return
