@@ -59,7 +59,7 @@ class WalkConfig:
 
     prior: str | None = "flow"
     memory: int = 1
-    accept: float = 0.85
+    accept: float = 0.92
     corridor: float | None = 3.0
     compete: bool = True
     flow: str = "ilk"
