@@ -186,6 +186,23 @@ def remember(cfg: WalkConfig, memory: list, kept, source) -> list:
     return memory
 
 
+def held(masks) -> np.ndarray:
+    """How many of ``masks`` hold each pixel (uint16, H x W): one pass per mask."""
+    out = np.zeros(masks[0].shape, np.uint16)
+    for m in masks:
+        out += m
+    return out
+
+
+def held_by_others(count, own, box) -> np.ndarray:
+    """Pixels of ``box`` that another object holds (``count`` from ``held``, ``own`` this
+    object's mask); False outside the box. Costs the box, not the slice times the objects."""
+    y0, x0, y1, x1 = box
+    out = np.zeros(own.shape, bool)
+    out[y0:y1, x0:x1] = count[y0:y1, x0:x1] > own[y0:y1, x0:x1]
+    return out
+
+
 def negatives(prior, others) -> np.ndarray:
     """The nearest pixel of the other objects' priors (one negative point), or none."""
     if others is None or not others.any():

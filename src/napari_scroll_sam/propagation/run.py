@@ -42,6 +42,7 @@ from ..sam.predictor import Predictor, PromptError
 from ..sam.segment import segment_slice
 from . import engine
 from .engine import SliceImages, WalkConfig
+from .prior import grow_box, mask_box
 from .plan import Seed, Walk, plan_walks, validate
 from .stop import PropagationError, StopRule
 
@@ -179,31 +180,27 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
     for w, f in zip(here, fields):
         w.memory = engine.carry(w.memory, f)
         sdfs.append(engine.vote(w.memory))
+    compete = cfg.compete and len(here) > 1
+    carried = engine.held([sdf > 0 for sdf in sdfs]) if compete and cfg.snap is not None else None
     for i, (w, f, sdf) in enumerate(zip(here, fields, sdfs)):
         if cfg.snap is not None and cfg.prior is not None:
-            others = None
-            if cfg.compete and len(here) > 1:  # the snap never grows onto a neighbour's carried mask
-                others = np.zeros(sdf.shape, bool)
-                for j, o in enumerate(sdfs):
-                    if j != i:
-                        others |= o > 0
+            # the snap never grows onto a neighbour's carried mask
+            others = engine.held_by_others(carried, sdf > 0, f.box) if carried is not None else None
             prior = engine.snap(sdf, images.crop(z, f.box), f.box, cfg.snap, cfg.snap_sigma, others)
         else:
             prior = sdf > 0
         priors.append((prior, f.displacement(w.mask), sdf))
     prompts = []
+    held = engine.held([p for p, _, _ in priors]) if compete else None
     for i, (w, (prior, _, _)) in enumerate(zip(here, priors)):
         try:
             pr = make_prompt(prior, strategy, rng=rng, **opts)
         except EmptyMaskError:
             w.active = False
             continue
-        if cfg.compete and len(here) > 1:
-            others = np.zeros(prior.shape, bool)
-            for j, (p, _, _) in enumerate(priors):
-                if j != i:
-                    others |= p
-            neg = engine.negatives(prior, others)
+        if held is not None:
+            box = grow_box(mask_box(prior), 4, prior.shape)  # where negatives looks
+            neg = engine.negatives(prior, engine.held_by_others(held, prior, box))
             if len(neg):
                 pr = Prompt(np.concatenate([pr.points, neg]), np.concatenate([pr.labels, np.zeros(len(neg))]),
                             pr.box, pr.use_logits)
