@@ -137,8 +137,16 @@ def test_each_flow_method_recovers_a_smooth_shift(method, size, max_side):
     assert np.median(f[0][inner]) == pytest.approx(1, abs=0.3)
 
 
-def test_closed_form_ilk_matches_scikit_image():
+@pytest.mark.parametrize("opencv", [True, False])
+def test_closed_form_ilk_matches_scikit_image(opencv, monkeypatch):
+    """The same field with OpenCV's warp and window sums as with scipy's."""
     from skimage.registration import optical_flow_ilk
+
+    from napari_scroll_sam.propagation import flow as flow_module
+
+    if opencv:
+        pytest.importorskip("cv2")
+    monkeypatch.setattr(flow_module, "USE_CV2", opencv)
 
     rng = np.random.default_rng(0)
     from scipy import ndimage

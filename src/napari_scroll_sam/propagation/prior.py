@@ -19,7 +19,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from .flow import flow
+from .flow import edt, flow, sample
 
 
 def window(a, contrast_limits) -> np.ndarray:
@@ -77,8 +77,7 @@ class MotionField:
         if not (crop > 0).any():
             return out
         gy, gx = np.mgrid[0:y1 - y0, 0:x1 - x0].astype(np.float32)
-        out[y0:y1, x0:x1] = ndimage.map_coordinates(crop, [gy + self.flow[0], gx + self.flow[1]], order=1,
-                                                    mode="nearest")
+        out[y0:y1, x0:x1] = sample(crop, gy + self.flow[0], gx + self.flow[1])
         return out
 
     def displacement(self, mask) -> float:
@@ -119,8 +118,7 @@ class Track:
         by0, bx0 = self.box[:2]
         gy, gy_x = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         qy, qx = gy + field.flow[0], gy_x + field.flow[1]
-        old = [ndimage.map_coordinates(c, [qy - by0, qx - bx0], order=1, mode="constant", cval=0.0)
-               for c in self.disp]
+        old = [sample(c, qy - by0, qx - bx0, cval=0.0) for c in self.disp]
         self.disp = np.stack([field.flow[0] + old[0], field.flow[1] + old[1]]).astype(np.float32)
         self.box = tuple(field.box)
 
@@ -130,8 +128,7 @@ class Track:
         sy0, sx0 = self.src_box[:2]
         gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         out = np.full(self.shape, -self.cap, np.float32)
-        out[y0:y1, x0:x1] = ndimage.map_coordinates(self.src, [gy + self.disp[0] - sy0, gx + self.disp[1] - sx0],
-                                                    order=1, mode="constant", cval=-self.cap)
+        out[y0:y1, x0:x1] = sample(self.src, gy + self.disp[0] - sy0, gx + self.disp[1] - sx0, cval=-self.cap)
         return out
 
 
@@ -145,8 +142,8 @@ def signed_distance(mask, cap: float = 8.0) -> np.ndarray:
         return out
     y0, x0, y1, x1 = grow_box(b, int(np.ceil(cap)) + 1, mask.shape)
     m = np.asarray(mask[y0:y1, x0:x1], bool)
-    inside = ndimage.distance_transform_edt(m) - 0.5
-    outside = ndimage.distance_transform_edt(~m) - 0.5
+    inside = edt(m) - 0.5
+    outside = edt(~m) - 0.5
     out[y0:y1, x0:x1] = np.clip(np.where(m, inside, -outside), -cap, cap)
     return out
 
@@ -203,7 +200,7 @@ def corridor(prior, reach: float) -> np.ndarray:
         return np.zeros_like(prior, bool)
     y0, x0, y1, x1 = grow_box(box, r + 1, prior.shape)
     out = np.zeros_like(prior, bool)
-    dist = ndimage.distance_transform_edt(~prior[y0:y1, x0:x1])
+    dist = edt(~prior[y0:y1, x0:x1])
     out[y0:y1, x0:x1] = dist <= reach
     return out
 
