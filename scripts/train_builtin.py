@@ -99,18 +99,18 @@ def build_model(args):
 
     torch.manual_seed(args.seed)
     sam = build_sam(args.arch)
-    if args.init != "random":  # warm start: every tensor of the same name and shape
-        src = load_model(args.init, device="cpu").sam.state_dict()
-        own = sam.state_dict()
-        same = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
-        sam.load_state_dict(same, strict=False)
-        print(f"warm start from {args.init}: {len(same)} of {len(own)} tensors", flush=True)
+    if args.init != "random":  # warm start: every tensor of the same name, grid-shaped ones resized
+        from napari_scroll_sam.sam.transfer import transfer_state_dict
+
+        got = transfer_state_dict(load_model(args.init, device="cpu").sam.state_dict(), sam)
+        print(f"warm start from {args.init}: {got['same']} tensors as they are, {len(got['resized'])} "
+              f"resized to the grid, {len(got['skipped'])} left at their initial values", flush=True)
     return SamModel(sam, CONFIGS[args.arch], torch.device("cpu"), f"{args.arch}:train{args.seed}", args.arch)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--arch", default="small", help="a configuration name (small, small_fb)")
+    ap.add_argument("--arch", default="small", help="a configuration name (small, small_hr, small_fb)")
     ap.add_argument("--init", default="small", help="warm-start weights (a model name or file), or 'random'")
     ap.add_argument("--out", required=True)
     ap.add_argument("--resume", default=None)
