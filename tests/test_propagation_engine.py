@@ -255,3 +255,50 @@ def test_summary_says_per_object_how_far_and_why():
     assert s["sources"] == {"seed": 1, "model": 19}
     assert walk_summary(reports) == ["object 1: 20 slices (slices 4..23); up: reached the limit; down: reached "
                                      "the limit; masks from seed 1, model 19"]
+
+
+class Spreader(OraclePredictor):
+    """A click answers both discs at once (the mask spreads onto the neighbour), confidently."""
+
+    def predict(self, embedding, original_size, points=None, point_labels=None, boxes=None, mask_input=None,
+                multimask=False):
+        res = super().predict(embedding, original_size, points, point_labels, boxes, mask_input, multimask)
+        z = int(embedding.flatten()[0])
+        both = np.stack([self.gt[z] > 0] * len(res.masks))
+        return Prediction(both, np.full(len(both), 0.9, np.float32), res.logits)
+
+
+@pytest.mark.parametrize("compete", [True, False])
+def test_objects_clicked_together_share_their_slice_out(compete):
+    """One click on each of two discs, both answered with both discs: competing, each seed
+    keeps the disc its click is on; without competition the first takes both."""
+    gt = two_discs()
+    seeds = [Seed(1, 12, points=[[20, 24]]), Seed(2, 12, points=[[40, 24]])]
+    labels, reports = run(gt, seeds, Spreader(gt), stop=StopRule.off(), z_limits=(12, 13),
+                          walk=WalkConfig(compete=compete))
+    if compete:
+        np.testing.assert_array_equal(labels[12], gt[12])
+    else:
+        assert set(np.unique(labels[12])) == {0, 1} and (labels[12] == 1).sum() == (gt[12] > 0).sum()
+
+
+def test_split_seeds_cuts_a_sheet_between_its_clicks():
+    """A 60-px sheet both masks claim whole, clicked at x=10 and x=50: cut in the middle."""
+    from napari_scroll_sam.propagation.engine import split_seeds
+
+    sheet = np.zeros((20, 64), bool)
+    sheet[8:12, 2:62] = True
+    a, b = split_seeds([sheet, sheet], [np.array([[10, 10]]), np.array([[10, 50]])])
+    assert not (a & b).any() and ((a | b) == sheet).all()
+    cols_a, cols_b = np.flatnonzero(a.any(axis=0)), np.flatnonzero(b.any(axis=0))
+    assert cols_a.max() < cols_b.min() and abs((cols_a.max() + cols_b.min()) / 2 - 30) <= 1.5
+    # overlaps_only: a pixel only one mask claims stays with it
+    lone = sheet.copy()
+    lone[0, 60] = True
+    a2, b2 = split_seeds([lone, sheet], [np.array([[10, 10]]), np.array([[10, 50]])], overlaps_only=True)
+    assert a2[0, 60] and not b2[0, 60]
+    a3, b3 = split_seeds([lone, sheet], [np.array([[10, 10]]), np.array([[10, 50]])])
+    assert not a3[0, 60] and not b3[0, 60]  # the whole union shared out: no click reaches it -> dropped
+    # one object: unchanged
+    (same,) = split_seeds([sheet], [np.array([[10, 10]])])
+    assert (same == sheet).all()

@@ -225,6 +225,51 @@ def iou(a, b) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
+def split_seeds(masks: list, clicks: list, overlaps_only: bool = False) -> list:
+    """Objects prompted together on one slice (one click on each wrap, all at once): every
+    pixel of the union of their masks goes to the object whose clicks are nearest along the
+    union (a watershed on a flat image from every object's positive clicks, inside the union:
+    a geodesic Voronoi); pixels no click reaches through the union are dropped. With
+    ``overlaps_only`` only the pixels several masks claim are shared out so (measured on the
+    File-menu scroll, P3 of ``eval_quality``, small_hr at epoch 3: no split 0.31, overlaps
+    only 0.43, the whole union 0.54). ``clicks``: per object an (n, 2) array of (y, x) positive
+    points (none: the mask's deepest point). Returns new masks (the inputs are not changed)."""
+    from skimage.segmentation import watershed
+
+    from ..prompts import farthest_from_boundary
+
+    masks = [np.asarray(m, bool) for m in masks]
+    union = np.logical_or.reduce(masks)
+    if len(masks) < 2 or not union.any():
+        return masks
+    b = grow_box(mask_box(union), 1, union.shape)
+    y0, x0, y1, x1 = b
+    markers = np.zeros((y1 - y0, x1 - x0), np.int32)
+    for k, (m, pts) in enumerate(zip(masks, clicks), start=1):
+        pts = np.asarray(pts, float).reshape(-1, 2) if pts is not None else np.zeros((0, 2))
+        if not len(pts) and m.any():
+            pts = farthest_from_boundary(m)[None]
+        for y, x in np.round(pts).astype(int):
+            if y0 <= y < y1 and x0 <= x < x1:
+                markers[y - y0, x - x0] = k
+    if len(np.unique(markers[markers > 0])) < 2:
+        return masks
+    inside = union[y0:y1, x0:x1] | (markers > 0)
+    ws = watershed(np.zeros(markers.shape, np.float32), markers, mask=inside)
+    count = np.sum([m[y0:y1, x0:x1] for m in masks], axis=0)
+    out = []
+    for k, m in enumerate(masks, start=1):
+        new = m.copy()
+        crop = new[y0:y1, x0:x1]
+        mine = ws == k
+        if overlaps_only:
+            crop &= (count <= 1) | mine
+        else:
+            crop[:] = mine & union[y0:y1, x0:x1] if (markers == k).any() else crop
+        out.append(new)
+    return out
+
+
 def judge(cfg: WalkConfig, mask, prior, reach: float):
     """(mask to keep, source, agreement) for the model's ``mask`` against ``prior``."""
     if not mask.any():

@@ -10,7 +10,11 @@ How it walks (``plan.plan_walks``):
 
 1. *Anchors.* Every seed slice is segmented from its prompts (points / box), or
    taken as drawn when the seed carries a mask, and written. Anchors are never
-   changed afterwards.
+   changed afterwards. Objects prompted together on one slice (``WalkConfig.compete``)
+   share it out: every pixel their masks claim goes to the object whose clicks are
+   nearest along those pixels (``engine.split_seeds``), so one click on each wrap of a
+   scroll cuts the sheet between the clicks instead of each mask spreading onto the
+   neighbouring wraps.
 2. *Gaps.* Between two anchors of one object the gap is filled from both sides:
    the lower half walks up from the lower anchor, the upper half down from the
    upper one, and they meet in the middle.
@@ -134,6 +138,13 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
                             s.labels if s.labels is not None else np.zeros(0), s.box)
                 mask, logits, iou = _predict_one(embedder, predictor, z, pr, None, multimask, tiled)
                 results.append((s, mask, logits, iou))
+        prompted = [i for i, (s, *_rest) in enumerate(results) if s.mask is None]
+        if cfg.compete and len(prompted) > 1:  # several objects clicked on one slice: they share it out
+            split = engine.split_seeds([results[i][1] for i in prompted],
+                                       [_positives(results[i][0]) for i in prompted])
+            for i, m in zip(prompted, split):
+                s, _, logits, iou = results[i]
+                results[i] = (s, m, None, iou)
         written = _write(labels, z, [(s.object_id, m, iou) for s, m, _, iou in results], replace)
         for s, mask, logits, iou in results:
             anchors.setdefault(s.object_id, {})[z] = (mask, logits)
@@ -247,6 +258,13 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
         if r.stopped is None:
             r.overlap = written.get(r.object_id, 0)
         yield r
+
+
+def _positives(seed) -> np.ndarray:
+    if seed.points is None or seed.labels is None:
+        return np.zeros((0, 2))
+    pts = np.asarray(seed.points, float).reshape(-1, 2)
+    return pts[np.asarray(seed.labels).reshape(-1) > 0]
 
 
 def _finish(labels, sweep, replace):
