@@ -34,8 +34,10 @@ import numpy as np
 
 from .errors import ScrollSamError
 
-#: the model names widgets offer (the default first, see ``model_choices``)
-BUILTIN_MODEL = "small"
+#: the models shipped in the package (``sam/weights/<name>.pt``), the default built-in one first
+BUILTIN_MODELS = ("small",)
+#: the model widgets and commands use when nothing else is asked for (and vit_b is not cached)
+BUILTIN_MODEL = BUILTIN_MODELS[0]
 META_MODELS = ("vit_b", "vit_l", "vit_h")
 #: labels arrays up to this many voxels are numpy (pages allocated lazily by the OS when
 #: written); larger ones are in-memory zarr arrays holding only written chunks
@@ -77,7 +79,7 @@ def default_model_name() -> str:
 def model_choices() -> list[str]:
     """The model names a model box offers, the default first."""
     default = default_model_name()
-    return [default, *(n for n in (BUILTIN_MODEL, *META_MODELS) if n != default)]
+    return [default, *(n for n in (*BUILTIN_MODELS, *META_MODELS) if n != default)]
 
 
 def _safe_name(name: str) -> str:
@@ -265,7 +267,7 @@ def training_pairs(pairs) -> list:
     return out
 
 
-__all__ = ["LayerError", "BUILTIN_MODEL", "META_MODELS", "NUMPY_LABELS_MAX_VOXELS", "cache_root", "weights_cached",
+__all__ = ["LayerError", "BUILTIN_MODEL", "BUILTIN_MODELS", "META_MODELS", "NUMPY_LABELS_MAX_VOXELS", "cache_root", "weights_cached",
            "default_model_name", "model_choices", "default_train_dir", "volume_from_layer", "layer_kwargs",
            "new_labels", "prompts_in_image", "seed_from_prompts", "objects_on_slices", "object_slices",
            "seeds_from_labels",

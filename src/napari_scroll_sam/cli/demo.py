@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..layers import BUILTIN_MODEL, BUILTIN_MODELS
+
 
 def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("darwin", "win32")
@@ -83,7 +85,7 @@ def register(command) -> None:
     """Add the command's parser (``command(name, help=…)`` makes one)."""
     demo = command("demo", help="the main job on the built-in synthetic scroll")
     demo.add_argument("--headless", action="store_true", help="write files instead of opening napari")
-    demo.add_argument("--model", default="small", help="vit_b, vit_l, vit_h, small (built in), or a checkpoint")
+    demo.add_argument("--model", default=BUILTIN_MODEL, help=f"vit_b, vit_l, vit_h, {', '.join(BUILTIN_MODELS)} (built in; default {BUILTIN_MODEL}), or a checkpoint")
     demo.add_argument("--device", default="auto")
     demo.add_argument("--cache", default=None, help="embedding cache folder")
     demo.add_argument("--wraps", type=int, default=5, help="turns of the synthetic sheet")

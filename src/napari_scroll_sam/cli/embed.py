@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..layers import BUILTIN_MODEL, BUILTIN_MODELS
 from ._common import mode_from_args
 
 
@@ -40,7 +41,7 @@ def register(command) -> None:
     """Add the command's parser (``command(name, help=…)`` makes one)."""
     embed = command("embed", help="precompute SAM embeddings of a volume into the cache")
     embed.add_argument("volume")
-    embed.add_argument("--model", default="small", help="vit_b, vit_l, vit_h, small, or a checkpoint path")
+    embed.add_argument("--model", default=BUILTIN_MODEL, help=f"vit_b, vit_l, vit_h, {', '.join(BUILTIN_MODELS)}, or a checkpoint path")
     embed.add_argument("--device", default="auto")
     embed.add_argument("--mode", default="every", help="slice sampling: every, tuples, random")
     embed.add_argument("--stride", type=int, default=None)

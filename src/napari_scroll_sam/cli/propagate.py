@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..layers import BUILTIN_MODEL
 from ._common import mode_from_args
 
 
@@ -107,7 +108,7 @@ def register(command) -> None:
     prop.add_argument("volume")
     prop.add_argument("--prompts", required=True, help="CSV: object,z,y,x[,label][,y1,x1]")
     prop.add_argument("--out", required=True, help="labels output (.zarr)")
-    prop.add_argument("--model", default="small")
+    prop.add_argument("--model", default=BUILTIN_MODEL)
     prop.add_argument("--device", default="auto")
     prop.add_argument("--mode", default="every")
     prop.add_argument("--stride", type=int, default=None)

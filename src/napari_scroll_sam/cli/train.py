@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+from ..layers import BUILTIN_MODEL
 from ._common import mode_from_args
 
 
@@ -111,7 +112,7 @@ def register(command) -> None:
     tr.add_argument("--phantom-shape", type=int, nargs=3, default=(8, 256, 256))
     tr.add_argument("--phantom-wraps", type=int, nargs="*", default=None, help="wraps per phantom (cycled)")
     tr.add_argument("--out", required=True, help="output folder for best.pt / last.pt")
-    tr.add_argument("--model", default="small")
+    tr.add_argument("--model", default=BUILTIN_MODEL)
     tr.add_argument("--init", default="pretrained", choices=["pretrained", "random"],
                     help="random: train a registry configuration from scratch")
     tr.add_argument("--resume", default=None, help="a last.pt to continue from")
