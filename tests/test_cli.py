@@ -28,12 +28,23 @@ def test_demo_headless_propagates_and_scores(tmp_path, capsys):
     assert main(["demo", "--headless", "--shape", "8", "96", "96", "--out", str(out),
                  "--cache", str(tmp_path / "cache")]) == 0
     printed = capsys.readouterr().out
-    assert "prompted wrap" in printed and "mean IoU" in printed and "IoU vs ground truth" in printed
+    assert "wraps (all at once) with one point each" in printed and "IoU vs ground truth" in printed
+    assert "mean IoU" in printed and "sheet switches" in printed
     labels = zarr.open_array(str(out / "labels.zarr"), mode="r")[:]
-    assert labels.shape == (8, 96, 96) and set(np.unique(labels)) <= {0, 1}
-    assert labels[4].any()  # the seed slice is segmented
+    assert labels.shape == (8, 96, 96)
+    from napari_scroll_sam.io.phantom import scroll_phantom
+
+    truth = np.asarray(scroll_phantom((8, 96, 96), seed=0, wraps=8)[1])
+    ids = set(np.unique(labels[4])) - {0}
+    assert len(ids) > 1 and ids <= set(np.unique(truth[4])) - {0}  # every wrap keeps its own id
     png = np.asarray(Image.open(out / "demo_slice.png"))
     assert png.shape == (96, 96, 3) and png.std() > 10
+    # one wrap only
+    assert main(["demo", "--headless", "--shape", "8", "96", "96", "--out", str(out), "--wrap", "3",
+                 "--cache", str(tmp_path / "cache")]) == 0
+    assert "prompted wrap 3 with one point" in capsys.readouterr().out
+    labels = zarr.open_array(str(out / "labels.zarr"), mode="r")[:]
+    assert set(np.unique(labels)) == {0, 3} and labels[4].any()
 
 
 def _slices(folder, data):

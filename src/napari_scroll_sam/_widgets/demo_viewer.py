@@ -1,5 +1,5 @@
 """napari window for ``napari-scroll-sam demo``: the scroll, its ground truth, the
-propagated sheet, the widgets, and the 3D view."""
+propagated wraps, the widgets, and the 3D view."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def build_demo_viewer(res, viewer=None):
     viewer.add_image(vol.data, name="scroll", contrast_limits=vol.contrast_limits, metadata={"volume": vol})
     viewer.add_labels(res.sheets, name="ground truth sheets", visible=False, opacity=0.4)
     viewer.add_labels(res.ink.astype("uint8"), name="ground truth ink", visible=False)
-    viewer.add_labels(res.labels, name=f"propagated wrap {res.wrap}")
+    viewer.add_labels(res.labels, name=f"propagated wrap {res.wrap}" if len(res.wraps) == 1 else "propagated wraps")
     viewer.window.add_dock_widget(VolumeWidget(viewer), name="Volume", area="right")
     viewer.window.add_dock_widget(SegmentWidget(viewer), name="Segment", area="right")
     viewer.dims.set_point(0, res.seed_z)

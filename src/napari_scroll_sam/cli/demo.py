@@ -35,8 +35,6 @@ def preview_png(path: Path, image_slice, labels_slice, window) -> Path:
 
 
 def run(args) -> int:
-    import numpy as np
-
     from ..demo import run_demo
     from ..sam.models import load_model
 
@@ -48,15 +46,16 @@ def run(args) -> int:
         if r.stopped:
             print(f"  slice {r.z:4d}: stop ({r.stopped})")
 
-    res = run_demo(model, shape, seed=args.seed, cache=args.cache, on_report=show, wraps=args.wraps,
-                   strategy=args.strategy)
-    print(f"prompted wrap {res.wrap} with one point on slice {res.seed_z}")
+    res = run_demo(model, shape, seed=args.seed, wrap=args.wrap, cache=args.cache, on_report=show,
+                   wraps=args.wraps, strategy=args.strategy)
+    which = f"wrap {res.wrap}" if len(res.wraps) == 1 else f"{len(res.wraps)} wraps (all at once)"
+    print(f"prompted {which} with one point each on slice {res.seed_z}")
     print(" slice  IoU vs ground truth")
     for z, iou in res.per_slice_iou.items():
         print(f" {z:5d}  {iou:.3f}")
     done = [z for z in range(shape[0]) if res.labels[z].any()]
-    print(f"mean IoU {np.mean(list(res.per_slice_iou.values())):.3f} over {shape[0]} slices; "
-          f"segmented {len(done)} slices")
+    print(f"mean IoU {res.mean_iou:.3f} over {shape[0]} slices; segmented {len(done)} slices; "
+          f"sheet switches {100 * res.switches:.1f} % of the segmented voxels")
     headless = args.headless or not _has_display()
     if headless:
         if not args.headless:
@@ -88,8 +87,9 @@ def register(command) -> None:
     demo.add_argument("--model", default=BUILTIN_MODEL, help=f"vit_b, vit_l, vit_h, {', '.join(BUILTIN_MODELS)} (built in; default {BUILTIN_MODEL}), or a checkpoint")
     demo.add_argument("--device", default="auto")
     demo.add_argument("--cache", default=None, help="embedding cache folder")
-    demo.add_argument("--wraps", type=int, default=5, help="turns of the synthetic sheet")
-    demo.add_argument("--strategy", default="skeleton+background", help="prompt strategy for the next slice")
+    demo.add_argument("--wraps", type=int, default=8, help="turns of the synthetic sheet (8: the File-menu sample)")
+    demo.add_argument("--wrap", type=int, default=None, help="click only this wrap (default: every wrap)")
+    demo.add_argument("--strategy", default="box+farthest", help="prompt strategy for the next slice")
     demo.add_argument("--shape", type=int, nargs=3, default=(64, 256, 256), metavar=("Z", "Y", "X"))
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="scroll-sam-demo", help="output folder for --headless")
