@@ -41,6 +41,7 @@ from ._errors import call_or_show, show_widget_error
 from ._layers import MAX_OBJECT_ID, refill_combo, volume_image_names
 from ._layout import scrolled, section, status_label
 from ._model import Loaded, ModelChoice
+from ._workers import warm_activity_panel
 from .embed import EmbedSection
 from .objects import ObjectsPanel
 from .propagate import PropagatePanel
@@ -125,6 +126,7 @@ class SegmentWidget(QWidget):
         for ly in self.viewer.layers:
             ly.events.name.connect(self._on_layers)
         self._on_layers()
+        warm_activity_panel()
 
     # --- the image, its volume and the current slice -------------------------------------------
     @property
