@@ -29,13 +29,12 @@ Public parts: ``image_combo``, ``model_combo`` / ``checkpoint_button`` / ``devic
 
 from __future__ import annotations
 
-import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QButtonGroup, QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QPushButton, QRadioButton, QSpinBox, QWidget,
 )
 
-from ..layers import prompts_in_image, volume_from_layer
+from ..layers import data_z, labels_of_shape, prompts_in_image, volume_from_layer
 from . import _prompt_layers as PL
 from ._errors import call_or_show, show_widget_error
 from ._layers import MAX_OBJECT_ID, refill_combo, volume_image_names
@@ -141,10 +140,7 @@ class SegmentWidget(QWidget):
     def current_z(self) -> int | None:
         """The viewer's current slice in the image's data z, or None outside it."""
         layer, vol = self.layer, self.volume()
-        if layer is None or vol is None:
-            return None
-        z = int(np.floor(float(layer.world_to_data(self.viewer.dims.point)[0]) + 0.5))
-        return z if 0 <= z < vol.shape[0] else None
+        return None if layer is None or vol is None else data_z(layer, self.viewer.dims.point, vol.shape[0])
 
     def _z_world(self) -> float:
         return float(self.viewer.dims.point[-3]) if self.viewer.dims.ndim >= 3 else 0.0
@@ -277,9 +273,7 @@ class SegmentWidget(QWidget):
     def _offer_arrays(self):
         """Labels layers of the image's shape (the masks among them) for the filter's rules."""
         vol = self.volume() if self.layer is not None else None
-        self.mode_selector.set_arrays({} if vol is None else {
-            ly.name: ly.data for ly in self.viewer.layers if ly._type_string == "labels" and not ly.multiscale
-            and tuple(ly.data.shape) == tuple(vol.shape)})
+        self.mode_selector.set_arrays({} if vol is None else labels_of_shape(self.viewer.layers, vol.shape))
 
     # --- errors --------------------------------------------------------------------------------------
     def _clear_error(self):

@@ -7,8 +7,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 
-from napari.layers import Labels
 from qtpy.QtWidgets import QWidget
+
+from ..layers import labels_of_shape
 
 
 @dataclasses.dataclass
@@ -205,8 +206,7 @@ def on_image(w):
     data = layer.data[0] if layer.multiscale else layer.data
     shape = tuple(data.shape)
     w.mode_selector.set_n_slices(shape[0])
-    arrays = {ly.name: ly.data for ly in w.viewer.layers
-              if isinstance(ly, Labels) and not ly.multiscale and tuple(ly.data.shape) == shape}
+    arrays = labels_of_shape(w.viewer.layers, shape)
     w.mode_selector.set_arrays(arrays)
     # the labels layer of this image's shape, when the current one does not fit
     cur = w.labels_combo.currentText()
