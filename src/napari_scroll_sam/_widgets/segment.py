@@ -39,7 +39,7 @@ from . import _prompt_layers as PL
 from ._errors import call_or_show, show_widget_error
 from ._layers import MAX_OBJECT_ID, refill_combo, volume_image_names
 from ._layout import scrolled, section, status_label
-from ._model import Loaded, ModelChoice
+from ._model import ModelChoice
 from ._workers import warm_activity_panel
 from .embed import EmbedSection
 from .objects import ObjectsPanel
@@ -228,9 +228,7 @@ class SegmentWidget(QWidget):
         self.slice_job.start()
 
     def _on_job_item(self, item):
-        if isinstance(item, Loaded):
-            self.models.store(item)
-        elif isinstance(item, str):
+        if not self.models.on_item(item) and isinstance(item, str):  # the model loaded, a download, news
             self.status_label.setText(item)
 
     def embed_volume(self) -> None:

@@ -25,9 +25,11 @@ def job_gen(w, p):
     model = p["model"]
     if model is None:
         from ..sam.models import load_model
+        from ..sam.weights import download_reports
 
         name, device = p["key"]
         yield f"loading {name} on {device}…"
+        yield from download_reports(name)  # Meta's weights, once: DownloadReports
         model = load_model(name, device)
     else:
         model = copy.deepcopy(model)  # training changes the weights in place
@@ -57,6 +59,8 @@ def on_item(w, item):
 
     if isinstance(item, str):
         w.status_label.setText(item)
+        return
+    if w.models.on_item(item):  # a weights download
         return
     if isinstance(item, _Started):
         tr = w.trainer = item.trainer
