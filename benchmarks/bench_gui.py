@@ -16,7 +16,11 @@ sampling mode and Propagate settings) through the plain API (``napari_scroll_sam
 drained in a ``threading.Thread``, the GUI thread waiting in ``join``) and again through the
 widget (Ctrl+Z in between), interleaved ``--walks`` times; ``walk_vs_api`` gives both walls, the
 ratio of their medians and whether both wrote the same voxels. ``--only embed`` stops after
-idle + Embed volume (run it in several processes to see the outliers of a first Embed).
+idle + Embed volume (run it in several processes to see the outliers of a first Embed;
+``benchmarks/results/bench_gui_embed_ab.json`` holds 6 such pairs against main). With
+``--trace-stalls`` a thread samples the GUI thread's stack while a tick is late, and each gap
+over 100 ms lists the frames seen (the sampler costs the GUI thread a little: compare runs
+without it for figures).
 
 Prints JSON and writes it to ``--out`` (default ``benchmarks/results/bench_gui.json``).
 """
