@@ -26,7 +26,6 @@ def main():
     import napari
     from qtpy.QtWidgets import QApplication
 
-    import napari_scroll_sam as nss
     from napari_scroll_sam._widgets.segment import SegmentWidget
     from napari_scroll_sam._widgets.train import TrainWidget
     from napari_scroll_sam.prompts import farthest_from_boundary
@@ -54,6 +53,7 @@ def main():
     wraps = [int(v) for v in np.unique(truth) if v]
     a, b = wraps[len(wraps) // 2], wraps[len(wraps) // 2 + 1]
     viewer.dims.set_point(0, Z)
+    shot("1_sample")
     seg.prompt_button.click()
     points = seg.points_layer()
     points.add([Z, *farthest_from_boundary(truth == a)])
@@ -61,7 +61,9 @@ def main():
     shot("2_segment_slice")
     seg.propagate_panel.strategy_combo.setCurrentText("skeleton+background")
     press("Shift-S")
+    viewer.dims.set_point(0, 12)  # the walk, 20 slices from the click
     shot("3_segment_volume")
+    viewer.dims.set_point(0, Z)
     press("C")
     points.add([Z, *farthest_from_boundary(truth == b)])
     press("S")
@@ -83,10 +85,16 @@ def main():
     seg.objects_panel.clear()
     seg.objects_panel.review()
     shot("8_review_3d")
-    masks = seg.masks_layer()
+    masks = seg.masks_layer()  # saved with the plugin's writer (File → Save Selected Layers), opened again
     out = Path(os.environ["NAPARI_SCROLL_SAM_CACHE"]) / "objects.zarr"
-    nss.write_labels(out, masks.data)
-    print("objects saved:", out, np.unique(np.asarray(nss.open_volume(out).data)).tolist())
+    masks.save(str(out), plugin="napari-scroll-sam")
+    viewer.dims.ndisplay = 2
+    for ly in viewer.layers:
+        ly.visible = ly.name == "scroll"
+    (reopened,) = viewer.open(str(out), plugin="napari-scroll-sam", layer_type="labels")
+    viewer.layers.selection.active = reopened
+    shot("9_reopened")
+    print("objects saved and re-opened:", out, np.unique(np.asarray(reopened.data)).tolist())
     viewer.close()
     return 0
 

@@ -94,3 +94,30 @@ def test_prompts_and_seeds_from_layers():
     seeds = layers.seeds_from_labels(labels, 3)
     assert [s.z for s in seeds] == [1, 3] and seeds[0].mask.sum() == 9
     assert layers.object_slices(labels, 3, 2, 4) == [3]
+
+
+def test_data_z_and_labels_of_shape():
+    img = image_layer(np.zeros((5, 4, 4), np.uint8), _type_string="image", translate=np.array([10.0, 0, 0]))
+    assert layers.data_z(img, (13.9, 0, 0)) == 2 and layers.data_z(img, (14.0, 0, 0), depth=5) == 2
+    assert layers.data_z(img, (8.0, 0, 0), depth=5) is None and layers.data_z(img, (19.0, 0, 0), depth=5) is None
+    fit = FakeLayer(name="masks", _type_string="labels", multiscale=False, data=np.zeros((5, 4, 4), np.uint32))
+    other = FakeLayer(name="small", _type_string="labels", multiscale=False, data=np.zeros((2, 4, 4), np.uint32))
+    assert layers.labels_of_shape([img, fit, other], (5, 4, 4)) == {"masks": fit.data}
+
+
+def test_training_pairs_by_name_and_check_pair():
+    img = image_layer(np.zeros((3, 8, 8), np.uint8), _type_string="image")
+    lab = FakeLayer(name="lab", _type_string="labels", multiscale=False, data=np.zeros((3, 8, 8), np.uint32))
+    by_name = {"img": img, "lab": lab}
+    (pair,) = layers.training_pairs_by_name(by_name, [("img", "lab", "components")])
+    assert pair.name == "img" and pair.objects == "components" and pair.labels is lab.data
+    for pairs, words in (([], "no training data"), ([("", "lab", "instances")], "no training data"),
+                         ([("gone", "lab", "instances")], "no longer in the viewer"),
+                         ([("lab", "lab", "instances")], "not an image"), ([("img", "img", "instances")], "not a labels")):
+        with pytest.raises(layers.LayerError, match=words):
+            layers.training_pairs_by_name(by_name, pairs)
+    assert layers.check_pair([], "img", "lab", "instances") == ("img", "lab", "instances")
+    for args, words in ((("", "lab"), "choose an image"), (("img", "lab", "ink"), "objects must be"),
+                        (("img", "lab", "instances"), "already")):
+        with pytest.raises(layers.LayerError, match=words):
+            layers.check_pair([("img", "lab", "instances")], *args)

@@ -341,3 +341,18 @@ def test_mask_of_another_shape(vol):
         Filtered(mask=np.ones((N - 1, 64, 64))).slices(vol)
     with pytest.raises(SamplingError, match="annotated"):
         Filtered(annotated=np.ones((N, 64, 32))).slices(vol)
+
+
+def test_mode_values_round_trip():
+    from napari_scroll_sam.sampling import mode_values
+
+    mask = np.zeros((4, 8, 8), bool)
+    modes = [EverySlice(stride=3), Tuples(d=2), RandomTuples(window=4, seed=7),
+             Filtered(base=Tuples(d=1), z_range=(1, 3), min_content=0.2, mask=mask, mask_name="ink", not_blank=True)]
+    for mode in modes:
+        values = mode_values(mode)
+        assert make_mode(mode.name, **values) == mode
+    values = mode_values(modes[-1])
+    assert values["base"] == Tuples(d=1) and values["mask"] is mask and values["mask_name"] == "ink"
+    assert values["annotated"] is None and values["annotated_name"] is None
+    assert mode_values("every") == {"stride": 1}

@@ -13,8 +13,10 @@ attributes only: ``data``, ``multiscale``, ``contrast_limits``, ``name``, ``meta
 ``seed_from_prompts`` / ``seeds_from_labels``
     prompt layers or a labels array → ``propagation.Seed``s (``objects_on_slices``: which
     objects a labels array holds on which slices).
-``training_pairs(specs)``
-    (image layer, labels layer, objects) → ``TrainingPair``s.
+``training_pairs(specs)`` / ``training_pairs_by_name(layers, pairs)`` / ``check_pair``
+    (image layer, labels layer, objects) → ``TrainingPair``s; the same by layer names.
+``data_z(layer, world_point, depth)`` / ``labels_of_shape(layers, shape)``
+    the layer's data slice at the viewer's point; the labels layers that fit a volume.
 ``new_labels(shape)``
     a labels array for a volume: numpy up to ``NUMPY_LABELS_MAX_VOXELS``, else an
     in-memory zarr array holding only the chunks written.
@@ -157,6 +159,20 @@ def new_labels(shape):
                              fill_value=0, config={"write_empty_chunks": False})
 
 
+def data_z(layer, world_point, depth: int | None = None) -> int | None:
+    """The data slice of ``layer`` at the viewer's ``world_point`` (``viewer.dims.point``),
+    rounded; None when ``depth`` is given and the slice is outside ``0 … depth - 1``."""
+    z = int(np.floor(float(layer.world_to_data(world_point)[0]) + 0.5))
+    return z if depth is None or 0 <= z < depth else None
+
+
+def labels_of_shape(layers, shape) -> dict:
+    """``{name: data}`` of the single-scale labels layers of ``shape`` among ``layers`` (what
+    the filter's mask / annotated rules and training can use with a volume of that shape)."""
+    return {ly.name: ly.data for ly in layers if getattr(ly, "_type_string", "") == "labels"
+            and not getattr(ly, "multiscale", False) and tuple(ly.data.shape) == tuple(shape)}
+
+
 # --- prompt layers → prompts and seeds ----------------------------------------------------------
 
 
@@ -267,7 +283,44 @@ def training_pairs(pairs) -> list:
     return out
 
 
-__all__ = ["LayerError", "BUILTIN_MODEL", "BUILTIN_MODELS", "META_MODELS", "NUMPY_LABELS_MAX_VOXELS", "cache_root", "weights_cached",
+OBJECT_KINDS = ("instances", "components")
+
+
+def check_pair(pairs, image: str, labels: str, objects: str = "instances") -> tuple[str, str, str]:
+    """A new (image name, labels name, objects) training pair, checked against ``pairs``
+    (the ones chosen already); ``LayerError`` says what is wrong."""
+    if not image or not labels:
+        raise LayerError("choose an image layer and a labels layer first")
+    if objects not in OBJECT_KINDS:
+        raise LayerError(f"objects must be {' or '.join(OBJECT_KINDS)}, not {objects!r}")
+    pair = (image, labels, objects)
+    if pair in pairs:
+        raise LayerError(f"{image} ↔ {labels} is already in the training data")
+    return pair
+
+
+def training_pairs_by_name(layers, pairs) -> list:
+    """``[(image name, labels name, objects)…]`` → ``TrainingPair``s of the layers of those
+    names in ``layers`` (a viewer's layer list, or a dict); a name not there, or a layer of
+    another kind, raises ``LayerError`` (a pair with an empty name is no pair)."""
+    pairs = [p for p in pairs if p[0] and p[1]]
+    if not pairs:
+        raise LayerError("no training data: choose an image and its labels layer (Add pair for more than one)")
+
+    def layer(name, kind, what):
+        if name not in layers:
+            raise LayerError(f"the {what} layer {name!r} is no longer in the viewer")
+        ly = layers[name]
+        if getattr(ly, "_type_string", "") != kind:
+            raise LayerError(f"{name!r} is not {'an image' if kind == 'image' else 'a labels'} layer")
+        return ly
+
+    return training_pairs([(layer(i, "image", "image"), layer(lab, "labels", "labels"), objects)
+                           for i, lab, objects in pairs])
+
+
+__all__ = ["LayerError", "OBJECT_KINDS", "check_pair", "training_pairs_by_name", "data_z", "labels_of_shape",
+           "BUILTIN_MODEL", "BUILTIN_MODELS", "META_MODELS", "NUMPY_LABELS_MAX_VOXELS", "cache_root", "weights_cached",
            "default_model_name", "model_choices", "default_train_dir", "volume_from_layer", "layer_kwargs",
            "new_labels", "prompts_in_image", "seed_from_prompts", "objects_on_slices", "object_slices",
            "seeds_from_labels",

@@ -375,3 +375,21 @@ def test_review_3d(make_napari_viewer, qtbot, cache, model):
     assert isinstance(image.data, np.ndarray) and w.volume().identity() == before
     assert list(viewer.layers)[-1] == masks and masks.rendering == "iso_categorical" and viewer.dims.ndisplay == 3
     assert not w.scratch_layer().visible  # an empty current object is not ray-cast
+
+
+def test_a_weights_download_shows_in_napari_progress(setup):
+    from napari.utils import progress
+
+    from napari_scroll_sam.sam.weights import DownloadReport
+
+    viewer, w = setup
+    before = len(progress._all_instances)
+    assert w.models.on_item(DownloadReport("vit_b", 0, 0))  # total not known yet
+    assert w.model_label.text() == "downloading vit_b…" and len(progress._all_instances) == before + 1
+    assert w.models.on_item(DownloadReport("vit_b", 50 << 20, 375 << 20))
+    bar = w.models._bar
+    assert (bar.n, bar.total) == (50 << 20, 375 << 20) and w.model_label.text() == "downloading vit_b: 50 / 375 MB"
+    assert w.models.on_item(DownloadReport("vit_b", 375 << 20, 375 << 20, finished=True))
+    assert w.models._bar is None and len(progress._all_instances) == before
+    assert "downloading" not in w.model_label.text()
+    assert not w.models.on_item("news") and not w.models.on_item(object())

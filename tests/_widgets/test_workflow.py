@@ -100,10 +100,12 @@ def test_micro_sam_workflow_with_defaults(viewer_and_widgets, tmp_path):
     train.labels_combo.setCurrentText("scroll masks")
     train.epochs_spin.setValue(1)
     train.batch_spin.setValue(8)
-    done = []
+    done, committed = [], masks.data.copy()
     train.training_finished.connect(done.append)
     train.start_button.click()
     assert done == ["done"], train.error_label.text()
+    np.testing.assert_array_equal(masks.data, committed)  # training reads the layers, never writes them
+    assert len(train.history) == 1 and train.history[0].epoch == 1
     runs = list((tmp_path / "cache" / "checkpoints").iterdir())
     assert len(runs) == 1 and runs[0].name.startswith("scroll-") and train.best_checkpoint() == runs[0] / "best.pt"
 
@@ -121,3 +123,5 @@ def test_micro_sam_workflow_with_defaults(viewer_and_widgets, tmp_path):
     masks.save(str(out), plugin="napari-scroll-sam")
     (reopened,) = viewer.open(str(out), plugin="napari-scroll-sam", layer_type="labels")
     np.testing.assert_array_equal(np.asarray(reopened.data), masks.data)
+    np.testing.assert_allclose(reopened.scale, masks.scale)
+    np.testing.assert_allclose(reopened.translate, masks.translate)

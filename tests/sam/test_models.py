@@ -412,3 +412,37 @@ def test_registry_matches_meta():
         assert url == "https://dl.fbaipublicfiles.com/segment_anything/" + filename
         assert len(sha) == 64 and filename.startswith(f"sam_{name}_") and sha.startswith(
             {"vit_b": "ec2df627", "vit_l": "3adcc431", "vit_h": "a7bf3b02"}[name])
+
+
+def test_download_reports(weights_server, tmp_path, monkeypatch):
+    from napari_scroll_sam.sam.weights import DownloadReport, download_reports
+
+    base, folder, hits = weights_server
+    monkeypatch.setenv("NAPARI_SCROLL_SAM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("NAPARI_SCROLL_SAM_WEIGHTS_URL", raising=False)
+    S.save_checkpoint(folder / "sam_tiny_test.pth", tiny_sam(5), TINY)
+    size = (folder / "sam_tiny_test.pth").stat().st_size
+    sha = hashlib.sha256((folder / "sam_tiny_test.pth").read_bytes()).hexdigest()
+    monkeypatch.setitem(models.WEIGHTS, "tiny_test", (base + "sam_tiny_test.pth", sha, "sam_tiny_test.pth"))
+    monkeypatch.setitem(models.WEIGHTS, "tiny_bad", (base + "sam_tiny_test.pth", "0" * 64, "sam_tiny_bad.pth"))
+
+    def drain(gen):
+        reports = []
+        while True:
+            try:
+                reports.append(next(gen))
+            except StopIteration as stop:
+                return reports, stop.value
+
+    reports, path = drain(download_reports("tiny_test", every_s=0.001))
+    assert path == tmp_path / "cache" / "sam_tiny_test.pth" and path.stat().st_size == size
+    assert all(isinstance(r, DownloadReport) and r.name == "tiny_test" for r in reports)
+    assert [r.finished for r in reports] == [False] * (len(reports) - 1) + [True]
+    assert reports[-1].done == reports[-1].total == size
+    assert [r.done for r in reports] == sorted(r.done for r in reports)
+    assert drain(download_reports("tiny_test")) == ([], path) and hits == ["/sam_tiny_test.pth"]  # cached
+    assert drain(download_reports("small")) == ([], None)  # nothing to download
+    gen = download_reports("tiny_bad")
+    with pytest.raises(ModelError, match="expected SHA256"):
+        reports = [next(gen) for _ in range(10_000)]
+    assert S.load_model("tiny_test", device="cpu", progress=False).source == path

@@ -28,6 +28,7 @@ class ModelChoice:
         from ..sam.models import available_devices
 
         self.owner = owner
+        self._bar = None  # napari's progress of a weights download
         self.model = None
         self.key: tuple | None = None
         o = owner
@@ -82,18 +83,55 @@ class ModelChoice:
         model = self.model if self.model is not None and self.key == key else None
         if model is None:
             from ..sam.models import ModelError, load_model
+            from ..sam.weights import download_reports
 
             name, device = key
             if not name:
                 raise ModelError("choose a model: small (built-in), vit_b, vit_l, vit_h or a checkpoint file")
             yield f"loading {name} on {device}…"
+            yield from download_reports(name)  # Meta's weights, once: DownloadReports
             model = load_model(name, device)
             yield Loaded(model, key)
         return model
 
     def store(self, loaded: Loaded) -> None:
+        self.close_download()
         self.model, self.key = loaded.model, loaded.key
         self.show()
+
+    def on_item(self, item) -> bool:
+        """A job's news this handles (``Loaded``: kept; ``DownloadReport``: shown); False for others."""
+        from ..sam.weights import DownloadReport
+
+        if isinstance(item, Loaded):
+            self.store(item)
+        elif isinstance(item, DownloadReport):
+            self.show_download(item)
+        else:
+            return False
+        return True
+
+    def show_download(self, r) -> None:
+        """A weights download in the model label and in napari's progress (closed on the last report)."""
+        from napari.utils import progress
+
+        if r.finished:
+            self.close_download()
+            return
+        mb = 1 << 20
+        self.owner.model_label.setText(f"downloading {r.name}: {r.done / mb:.0f} / {r.total / mb:.0f} MB"
+                                       if r.total else f"downloading {r.name}…")
+        if self._bar is None:
+            self._bar = progress(total=r.total, desc=f"Downloading {r.name}")
+        if r.total and self._bar.total != r.total:
+            self._bar.total = r.total
+        self._bar.update(r.done - self._bar.n)
+
+    def close_download(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+            self.show()
 
     def _browse(self):
         path, _ = QFileDialog.getOpenFileName(self.owner, "SAM checkpoint", "",

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
+from ..layers import data_z
 from ._workers import REFRESH_EVERY_S
 
 
@@ -37,7 +36,7 @@ class SliceRefresher:
         if dims.ndisplay == 3 or 0 in dims.displayed:
             return "all"
         try:
-            return int(np.floor(float(layer.world_to_data(dims.point)[0]) + 0.5))
+            return data_z(layer, dims.point)
         except Exception:  # noqa: BLE001 - a layer of other dimensions: refresh it
             return None
 

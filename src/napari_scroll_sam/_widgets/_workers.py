@@ -31,6 +31,16 @@ def preload_for_training() -> None:
     import torch._dynamo  # noqa: F401
 
 
+def warm_activity_panel() -> None:
+    """Show (and close) one napari progress bar now. The first one in a window shows the
+    activity indicator, which grows the status bar by a pixel: the canvas is resized and the
+    whole window repainted inside the ``processEvents`` napari calls there (50-140 ms with
+    software GL); paid when the dock is built, not in the first Embed or Propagate job."""
+    from napari.utils import progress
+
+    progress(total=0, desc="napari-scroll-sam").close()
+
+
 def sync_mode() -> bool:
     """Whether jobs run in the GUI thread (``NAPARI_SCROLL_SAM_SYNC`` set to 1 / true / yes)."""
     return os.environ.get(ENV_SYNC, "").strip().lower() in ("1", "true", "yes", "on")

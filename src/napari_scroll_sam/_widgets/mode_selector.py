@@ -9,7 +9,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..sampling import MODES, Filtered, make_mode
+from ..sampling import MODES, make_mode, mode_values
 
 INT_MAX = 1_000_000
 NO_ARRAY = "(none)"
@@ -254,30 +254,27 @@ class ModeSelector(QWidget):
         self.changed.emit()
 
     def mode(self):
-        """The sampling mode these controls describe."""
+        """The sampling mode these controls describe (``make_mode`` of the controls' values)."""
         name = self.mode_combo.currentData()
         params = {k: c.value() for k, c in self.controls[name].items()}
+        params.update({f"{k}_name": c.name() for k, c in self.controls[name].items() if isinstance(c, _ArrayControl)})
         if name == "filtered":
-            for k in ("mask", "annotated"):
-                params[f"{k}_name"] = self.controls[name][k].name() if k in self.controls[name] else None
-            return Filtered(base=self.base.mode(), **params)
+            params["base"] = self.base.mode()
         return make_mode(name, **params)
 
     def set_mode(self, mode) -> None:
-        """Show ``mode`` (a mode object or a name); emits ``changed`` once."""
-        mode = make_mode(mode) if isinstance(mode, str) else mode
+        """Show ``mode`` (a mode object or a name: ``sampling.mode_values``); emits ``changed`` once."""
+        mode = make_mode(mode)
         if mode.name not in self.names:
             raise ValueError(f"this selector offers {', '.join(self.names)}, not {mode.name!r}")
+        values = mode_values(mode)
         self._quiet = True
         try:
             self.mode_combo.setCurrentIndex(self.names.index(mode.name))
             for k, ctl in self.controls[mode.name].items():
-                if isinstance(ctl, _ArrayControl):
-                    ctl.set_value(getattr(mode, k), getattr(mode, f"{k}_name", None))
-                else:
-                    ctl.set_value(getattr(mode, k))
-            if mode.name == "filtered":
-                self.base.set_mode(mode.base)
+                ctl.set_value(values[k], *([values[f"{k}_name"]] if isinstance(ctl, _ArrayControl) else []))
+            if "base" in values:
+                self.base.set_mode(values["base"])
         finally:
             self._quiet = False
         self._emit()
@@ -294,9 +291,6 @@ class ModeSelector(QWidget):
             for ctl in ctls.values():
                 if isinstance(ctl, _RangeControl):
                     ctl.set_n_slices(n)
-
-
-# --- the dock widget ------------------------------------------------------------------------
 
 
 __all__ = ["ModeSelector"]

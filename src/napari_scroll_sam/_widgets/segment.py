@@ -29,18 +29,18 @@ Public parts: ``image_combo``, ``model_combo`` / ``checkpoint_button`` / ``devic
 
 from __future__ import annotations
 
-import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QButtonGroup, QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QPushButton, QRadioButton, QSpinBox, QWidget,
 )
 
-from ..layers import prompts_in_image, volume_from_layer
+from ..layers import data_z, labels_of_shape, prompts_in_image, volume_from_layer
 from . import _prompt_layers as PL
 from ._errors import call_or_show, show_widget_error
 from ._layers import MAX_OBJECT_ID, refill_combo, volume_image_names
 from ._layout import scrolled, section, status_label
-from ._model import Loaded, ModelChoice
+from ._model import ModelChoice
+from ._workers import warm_activity_panel
 from .embed import EmbedSection
 from .objects import ObjectsPanel
 from .propagate import PropagatePanel
@@ -125,6 +125,7 @@ class SegmentWidget(QWidget):
         for ly in self.viewer.layers:
             ly.events.name.connect(self._on_layers)
         self._on_layers()
+        warm_activity_panel()
 
     # --- the image, its volume and the current slice -------------------------------------------
     @property
@@ -139,10 +140,7 @@ class SegmentWidget(QWidget):
     def current_z(self) -> int | None:
         """The viewer's current slice in the image's data z, or None outside it."""
         layer, vol = self.layer, self.volume()
-        if layer is None or vol is None:
-            return None
-        z = int(np.floor(float(layer.world_to_data(self.viewer.dims.point)[0]) + 0.5))
-        return z if 0 <= z < vol.shape[0] else None
+        return None if layer is None or vol is None else data_z(layer, self.viewer.dims.point, vol.shape[0])
 
     def _z_world(self) -> float:
         return float(self.viewer.dims.point[-3]) if self.viewer.dims.ndim >= 3 else 0.0
@@ -230,9 +228,7 @@ class SegmentWidget(QWidget):
         self.slice_job.start()
 
     def _on_job_item(self, item):
-        if isinstance(item, Loaded):
-            self.models.store(item)
-        elif isinstance(item, str):
+        if not self.models.on_item(item) and isinstance(item, str):  # the model loaded, a download, news
             self.status_label.setText(item)
 
     def embed_volume(self) -> None:
@@ -275,9 +271,7 @@ class SegmentWidget(QWidget):
     def _offer_arrays(self):
         """Labels layers of the image's shape (the masks among them) for the filter's rules."""
         vol = self.volume() if self.layer is not None else None
-        self.mode_selector.set_arrays({} if vol is None else {
-            ly.name: ly.data for ly in self.viewer.layers if ly._type_string == "labels" and not ly.multiscale
-            and tuple(ly.data.shape) == tuple(vol.shape)})
+        self.mode_selector.set_arrays({} if vol is None else labels_of_shape(self.viewer.layers, vol.shape))
 
     # --- errors --------------------------------------------------------------------------------------
     def _clear_error(self):

@@ -18,18 +18,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.layers import Image, Labels
+from napari.layers import Labels
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QLabel, QLineEdit, QProgressBar, QPushButton, QWidget
 
-from ..layers import default_train_dir, parse_slices, training_pairs
+from ..layers import check_pair, default_train_dir, parse_slices, training_pairs_by_name
 from ._errors import call_or_show, show_widget_error
 from ._layers import refill_combo, volume_image_names
 from ._layout import scrolled, section, status_label
 from ._workers import Job, preload_for_training
 from .plot import TrainingPlot
 from . import train_run
-from .train_form import OBJECT_KINDS, build_form, config_of, row as _row
+from .train_form import build_form, config_of, row as _row
 from .sampling import ModeSelector
 
 class TrainWidget(QWidget):
@@ -138,17 +138,11 @@ class TrainWidget(QWidget):
 
     def add_pair(self, image: str | None = None, labels: str | None = None, objects: str | None = None) -> None:
         """Add (image, labels) to the training data (default: the combos' choice)."""
-        image = image if image is not None else self.image_combo.currentText()
-        labels = labels if labels is not None else self.labels_combo.currentText()
-        objects = objects or self.objects_combo.currentText()
-        if not image or not labels:
-            raise ValueError("choose an image layer and a labels layer first")
-        if objects not in OBJECT_KINDS:
-            raise ValueError(f"objects must be {' or '.join(OBJECT_KINDS)}, not {objects!r}")
-        pair = (image, labels, objects)
-        if pair in self._pairs:
-            raise ValueError(f"{image} ↔ {labels} is already in the training data")
+        pair = check_pair(self._pairs, image if image is not None else self.image_combo.currentText(),
+                          labels if labels is not None else self.labels_combo.currentText(),
+                          objects or self.objects_combo.currentText())
         self._pairs.append(pair)
+        image, labels, objects = pair
         self.pairs_list.addItem(f"{image} ↔ {labels} ({objects})")
 
     def remove_pair(self, i: int) -> None:
@@ -186,23 +180,10 @@ class TrainWidget(QWidget):
     def running(self) -> bool:
         return self._job is not None and self._job.running
 
-    def _layer(self, name, kind, what):
-        if name not in self.viewer.layers:
-            raise ValueError(f"the {what} layer {name!r} is no longer in the viewer")
-        layer = self.viewer.layers[name]
-        if not isinstance(layer, kind):
-            raise ValueError(f"{name!r} is not {'an image' if kind is Image else 'a labels'} layer")
-        return layer
-
     def _prepare(self) -> dict:
-        pairs = self._pairs or ([(self.image_combo.currentText(), self.labels_combo.currentText(),
-                                  self.objects_combo.currentText())]
-                                if self.image_combo.currentText() and self.labels_combo.currentText() else [])
-        if not pairs:
-            raise ValueError("no training data: choose an image and its labels layer (Add pair for more than one)")
-        layers = [(self._layer(image, Image, "image"), self._layer(labels, Labels, "labels"), objects)
-                  for image, labels, objects in pairs]
-        specs = training_pairs(layers)
+        pairs = self._pairs or [(self.image_combo.currentText(), self.labels_combo.currentText(),
+                                 self.objects_combo.currentText())]  # none added: the combos' pair
+        specs = training_pairs_by_name(self.viewer.layers, pairs)  # layers.py
         cfg = self.config()
         val = parse_slices(self.val_slices_edit.text())
         out = self.out_edit.text().strip() or str(default_train_dir(pairs[0][0]))

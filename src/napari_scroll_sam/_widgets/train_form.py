@@ -10,6 +10,7 @@ from qtpy.QtWidgets import (
     QPushButton, QSpinBox,
 )
 
+from ..layers import OBJECT_KINDS
 from ._model import ModelChoice
 
 FREEZE_CHOICES = ("encoder", "none", "last:1", "last:2", "last:4", "lora:4")
@@ -23,7 +24,6 @@ FREEZE_HELP = {"encoder": "image and prompt encoders frozen: only the mask decod
                          "the weights at the end)"}
 PROMPT_HELP = {"point": "one positive point in the object", "box": "the object's box, jittered",
                "points": "2-4 positive points", "background": "adds 1-2 negative points (half of the prompts)"}
-OBJECT_KINDS = ("instances", "components")
 
 
 def build_form(o, defaults):

@@ -7,8 +7,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 
-from napari.layers import Labels
 from qtpy.QtWidgets import QWidget
+
+from ..layers import labels_of_shape
 
 
 @dataclasses.dataclass
@@ -24,9 +25,11 @@ def job_gen(w, p):
     model = p["model"]
     if model is None:
         from ..sam.models import load_model
+        from ..sam.weights import download_reports
 
         name, device = p["key"]
         yield f"loading {name} on {device}…"
+        yield from download_reports(name)  # Meta's weights, once: DownloadReports
         model = load_model(name, device)
     else:
         model = copy.deepcopy(model)  # training changes the weights in place
@@ -56,6 +59,8 @@ def on_item(w, item):
 
     if isinstance(item, str):
         w.status_label.setText(item)
+        return
+    if w.models.on_item(item):  # a weights download
         return
     if isinstance(item, _Started):
         tr = w.trainer = item.trainer
@@ -205,8 +210,7 @@ def on_image(w):
     data = layer.data[0] if layer.multiscale else layer.data
     shape = tuple(data.shape)
     w.mode_selector.set_n_slices(shape[0])
-    arrays = {ly.name: ly.data for ly in w.viewer.layers
-              if isinstance(ly, Labels) and not ly.multiscale and tuple(ly.data.shape) == shape}
+    arrays = labels_of_shape(w.viewer.layers, shape)
     w.mode_selector.set_arrays(arrays)
     # the labels layer of this image's shape, when the current one does not fit
     cur = w.labels_combo.currentText()

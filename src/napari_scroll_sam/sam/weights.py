@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -81,8 +82,9 @@ def _is_verified(path: Path, sha256: str) -> bool:
 
 
 def download_weights(name: str, cache: str | os.PathLike | None = None,
-                     progress: bool = True) -> Path:
-    """Path of ``name``'s checked weights file in the cache, downloaded if not there yet."""
+                     progress: bool | object = True) -> Path:
+    """Path of ``name``'s checked weights file in the cache, downloaded if not there yet
+    (``progress``: a bar on stderr, or any tqdm-like object pooch can fill)."""
     import pooch
 
     entry = _weights(name)
@@ -117,3 +119,68 @@ def download_weights(name: str, cache: str | os.PathLike | None = None,
     return got
 
 
+
+
+# --------------------------------------------------------------------------- download as reports
+
+@dataclasses.dataclass
+class DownloadReport:
+    """A weights download under way: ``done`` of ``total`` bytes (``total`` 0: not known yet);
+    ``finished`` on the last report (also when the download failed)."""
+
+    name: str
+    done: int
+    total: int
+    finished: bool = False
+
+
+class _Counter:
+    """What pooch's ``progressbar=`` needs of a progress bar (tqdm's ``total``, ``update``,
+    ``reset``, ``close``), read by another thread."""
+
+    def __init__(self):
+        self.total, self.n = 0, 0
+
+    def update(self, k):
+        self.n += int(k)
+
+    def reset(self):
+        self.n = 0
+
+    def close(self):
+        pass
+
+
+def download_reports(name: str, cache: str | os.PathLike | None = None, every_s: float = 0.25):
+    """``download_weights`` as a report generator (``nss.run`` shows it, the widgets put it in
+    napari's progress): a ``DownloadReport`` every ``every_s`` seconds while the file comes,
+    nothing when it is in the cache already; returns the file's path (None for a name that is
+    not one of ``WEIGHTS``: the built-in model or a file has nothing to download). The transfer runs in a
+    thread: closing the generator stops the reports, not the transfer (pooch writes under a
+    temporary name, so a later call finds the whole file or none)."""
+    import threading
+
+    if not isinstance(name, str) or name not in WEIGHTS:
+        return None
+    entry = _weights(name)
+    folder = Path(cache).expanduser() if cache is not None else cache_dir()
+    if _is_verified(folder / entry.filename, entry.sha256):
+        return folder / entry.filename
+    counter, result = _Counter(), {}
+
+    def fetch():
+        try:
+            result["path"] = download_weights(name, cache, progress=counter)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=fetch, name=f"download {name}", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(every_s)
+        if thread.is_alive():
+            yield DownloadReport(name, counter.n, counter.total)
+    yield DownloadReport(name, counter.n, counter.total, finished=True)
+    if "error" in result:
+        raise result["error"]
+    return result["path"]

@@ -120,7 +120,21 @@ def make_mode(name, **params):
     return cls(**params)
 
 
+def mode_values(mode) -> dict:
+    """A mode's parameters by the names ``MODES`` lists (what a form shows): ``{name: value}``,
+    the base mode of ``filtered`` under ``"base"`` and an array parameter's name under
+    ``"<param>_name"``. ``make_mode(mode.name, **mode_values(mode))`` is the same mode."""
+    mode = make_mode(mode)
+    out = {}
+    for p in MODES[mode.name].params:
+        out[p.name] = getattr(mode, p.name)
+        if p.kind == "array":
+            out[f"{p.name}_name"] = getattr(mode, f"{p.name}_name", None)
+    return out
+
+
 __all__ = [
+    "mode_values",
     "BLANK_STD", "EverySlice", "Filtered", "MODES", "ModeSpec", "Param", "RandomTuples", "SamplingError",
     "SliceIndexError", "Tuples", "make_mode", "sample_image", "sample_raw", "window_to_uint8",
 ]
