@@ -234,7 +234,8 @@ def bench_model(name, args, dev, vol, seed, rgbs):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--models", help="comma-separated (default: small on CPU, small,vit_b on CUDA); or paths")
+    ap.add_argument("--models", help="comma-separated (default: the built-in models on CPU, and vit_b on CUDA); "
+                                     "or paths")
     ap.add_argument("--data", choices=("phantom", "em"), default="phantom")
     ap.add_argument("--slices", type=int, default=32, help="K slices (the EM stack has 30)")
     ap.add_argument("--strategy", default="box+farthest")
@@ -249,7 +250,9 @@ def main(argv=None):
     if args.quick:
         args.slices, args.reps = min(args.slices, 8), 1
     dev = torch.device(args.device)
-    names = (args.models or ("small,vit_b" if dev.type == "cuda" else "small")).split(",")
+    from napari_scroll_sam.layers import BUILTIN_MODELS
+
+    names = (args.models or ",".join(BUILTIN_MODELS + (("vit_b",) if dev.type == "cuda" else ()))).split(",")
     vol, seed = make_data(args.data, args.slices)
     rgbs = [sample_image(vol, z, EverySlice()) for z in range(vol.shape[0])]
     out = {"device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,

@@ -324,7 +324,10 @@ def table(result):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="small", help="small, vit_b, vit_l, vit_h or a checkpoint path")
+    from napari_scroll_sam.layers import BUILTIN_MODEL
+
+    ap.add_argument("--model", default=BUILTIN_MODEL, help="the built-in model (default), small, small_hr, vit_b, "
+                                                          "vit_l, vit_h or a checkpoint path")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--data", default=",".join(datasets.NAMES))
     ap.add_argument("--protocols", default=",".join(PROTOCOLS))
