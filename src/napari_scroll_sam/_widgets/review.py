@@ -99,7 +99,8 @@ def review_3d(viewer, image, masks, scratch=None) -> list[str]:
         if ly is not None:
             viewer.layers.move(viewer.layers.index(ly), len(viewer.layers))
             review.set(ly, rendering="iso_categorical", opacity=1.0, visible=True)
-    review.set(masks, colormap=review_colormap())
+    if masks is not None:
+        review.set(masks, colormap=review_colormap())
     review.set(image, opacity=IMAGE_OPACITY)
     viewer.dims.ndisplay = 3
     scene = getattr(viewer, "scene", None)  # napari >= 0.9: viewer.scene.camera
