@@ -307,8 +307,11 @@ def test_show_3d(setup, gt):
     assert masks.rendering == "iso_categorical" and not truth.visible
     assert "hidden: truth" in panel.status_label.text()
     assert panel.show_3d_button.isChecked() and panel.show_3d_button.text() == "Show 2D"
+    assert image.opacity == 0.6
     panel.show_3d_button.click()
     assert viewer.dims.ndisplay == 2 and panel.show_3d_button.text() == "Show 3D"
+    # "Show 2D" ends the review: the layers as they were (hidden masks hidden again, truth shown)
+    assert image.opacity == 1.0 and truth.visible and not masks.visible
     viewer.dims.ndisplay = 3  # from napari's own button: the panel follows
     assert panel.show_3d_button.isChecked()
 

@@ -377,6 +377,48 @@ def test_review_3d(make_napari_viewer, qtbot, cache, model):
     assert not w.scratch_layer().visible  # an empty current object is not ray-cast
 
 
+def test_review_3d_bright_objects_and_back_to_2d_restores(make_napari_viewer, qtbot, cache, tmp_path):
+    """While reviewing, object 1 is bright (not napari's dark label-1 colour) and the image dimmed;
+    going back to 2D (napari's dims button) gives every layer its opacity, visibility and
+    colormap back; the masks layer's own colormap is never replaced for good."""
+    from napari_scroll_sam._widgets.review import REVIEW_COLORS, end_review, reviewing
+    from napari_scroll_sam.io.phantom import sample_scroll
+
+    viewer = make_napari_viewer(show=True)
+    for data, meta, kind in sample_scroll(shape=(8, 64, 64)):
+        getattr(viewer, f"add_{kind}")(data, **meta)
+    w = SegmentWidget(viewer)
+    qtbot.addWidget(w)
+    w.prompt_button.click()
+    image, masks, scratch, sheets = viewer.layers["scroll"], w.masks_layer(), w.scratch_layer(), viewer.layers["sheets"]
+    masks.data[:, 20:40, 20:40] = 1
+    masks.data[:, 45:50, 45:50] = 2
+    masks.refresh()
+    image.opacity = 0.9
+    masks.opacity = 0.4
+    old_cmap, old_dark = masks.colormap, masks.colormap.map(1)
+    keys = ("opacity", "visible")
+    before = {ly.name: {k: getattr(ly, k) for k in keys} for ly in viewer.layers}
+    w.objects_panel.review()
+    assert reviewing(viewer) and image.opacity == 0.6 and masks.opacity == 1.0 and not sheets.visible
+    one, two = masks.colormap.map(1), masks.colormap.map(2)
+    np.testing.assert_allclose(one[:3], np.array([int(REVIEW_COLORS[0][i:i + 2], 16) for i in (1, 3, 5)]) / 255,
+                               atol=1e-2)
+    assert one[:3].max() > 0.95 and one[:3].mean() > old_dark[:3].mean() + 0.2  # bright, unlike the default
+    assert not np.allclose(one, two) and masks.colormap.map(0)[3] == 0
+    qtbot.wait(50)
+    shot = viewer.screenshot(str(tmp_path / "review.png"), canvas_only=True).astype(int)
+    r, g, b = shot[..., 0], shot[..., 1], shot[..., 2]
+    assert ((b > 200) & (g > 150) & (r < 100)).sum() > 100  # object 1 drawn bright cyan
+    viewer.dims.ndisplay = 2  # napari's own 2D button
+    assert not reviewing(viewer)
+    assert {ly.name: {k: getattr(ly, k) for k in keys} for ly in viewer.layers} == before
+    assert masks.colormap is old_cmap and scratch.visible and sheets.visible and image.opacity == 0.9
+    assert not end_review(viewer)  # nothing left to put back
+    viewer.dims.ndisplay = 3  # plain 3D afterwards: no review, nothing changed
+    assert image.opacity == 0.9 and masks.colormap is old_cmap
+
+
 def test_a_weights_download_shows_in_napari_progress(setup):
     from napari.utils import progress
 

@@ -51,8 +51,9 @@ class ObjectsPanel(QWidget):
         self.next_button = button("Next object", "next", "start a new object (the current one is committed first); "
                                                          "each object keeps its prompts")
         self.undo_button = button("Undo", "undo", "undo the last segment / volume / commit / clear")
-        self.review_button = QPushButton("Review 3D", toolTip="the committed objects in 3D over the image "
-                                                              "(ground-truth labels hidden); 2D: the dims button")
+        self.review_button = QPushButton("Review 3D", toolTip="the committed objects in 3D over the image, in "
+                                                              "bright colours (ground-truth labels hidden); back to "
+                                                              "2D (the dims button): the layers as they were")
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         for i, b in enumerate((self.segment_button, self.volume_button, self.commit_button, self.clear_button,

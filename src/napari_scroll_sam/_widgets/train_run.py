@@ -1,60 +1,25 @@
-"""What the Train widget does with a run: the job (load the model, build the ``Trainer``,
-drive ``trainer.run()``), and the reports turned into progress, plot points and status text.
-Functions of the widget ``w`` (its controls are in train.py / train_form.py)."""
+"""What the Train widget does with a run: the job (``training.job.training_run``: load the
+model, build the ``Trainer``, drive ``trainer.run()``), and the reports turned into progress,
+plot points and status text. Functions of the widget ``w`` (its controls are in train.py / train_form.py)."""
 
 from __future__ import annotations
-
-import copy
-import dataclasses
 
 from qtpy.QtWidgets import QWidget
 
 from ..layers import labels_of_shape
 
 
-@dataclasses.dataclass
-class _Started:
-    """A job's news: the trainer is built (data checked, samples made); training starts."""
-
-    trainer: object
-
-
 def job_gen(w, p):
-    from ..training.trainer import Trainer
+    """The run: ``training.job.training_run`` (load or copy the model, build the trainer, its reports)."""
+    from ..training.job import training_run
 
-    model = p["model"]
-    if model is None:
-        from ..sam.models import load_model
-        from ..sam.weights import download_reports
-
-        name, device = p["key"]
-        yield f"loading {name} on {device}…"
-        yield from download_reports(name)  # Meta's weights, once: DownloadReports
-        model = load_model(name, device)
-    else:
-        model = copy.deepcopy(model)  # training changes the weights in place
-    yield "checking the training data…"
-    pairs = p["specs"]
-    out = p["out"]
-    made = [d for d in (out, *out.parents) if not d.exists()]
-    try:
-        trainer = Trainer(model, pairs, out, p["config"], mode=p["mode"], val_slices=p["val_slices"])
-    except BaseException:
-        for d in made:  # folders made for nothing go again (only empty ones)
-            try:
-                d.rmdir()
-            except OSError:
-                break
-        raise
-    yield _Started(trainer)
-    reports = trainer.run()
-    try:
-        yield from reports
-    finally:
-        reports.close()
+    name, device = p["key"]
+    return (yield from training_run(p["specs"], p["out"], p["config"], model=p["model"], name=name, device=device,
+                                    mode=p["mode"], val_slices=p["val_slices"]))
 
 
 def on_item(w, item):
+    from ..training.job import TrainerReady
     from ..training.trainer import EpochReport, StageReport, StepReport
 
     if isinstance(item, str):
@@ -62,7 +27,7 @@ def on_item(w, item):
         return
     if w.models.on_item(item):  # a weights download
         return
-    if isinstance(item, _Started):
+    if isinstance(item, TrainerReady):
         tr = w.trainer = item.trainer
         w._run["total"] = tr.total_steps
         w.plot.set_total_steps(tr.total_steps, tr.steps_per_epoch)
