@@ -178,10 +178,17 @@ def score(pred_by_obj, objects, seeds_by_obj, seconds):
                 others |= h
         wrong += int((p & others).sum())
         voxels += int(p.sum())
+    gt_all = np.logical_or.reduce(list(objects.values()))
+    pred_all = np.logical_or.reduce([pred_by_obj[k] for k in objects])
+    for oid in objects:  # seed/anchor slices out, as for the mean IoU
+        for z in seeds_by_obj[oid]:
+            gt_all[z] = pred_all[z] = False
     return {"mean_iou": round(float(np.mean(ious)), 4) if ious else None,
             "dice": round(float(np.mean(dices)), 4) if dices else None,
             "reached": reached, "object_slices": total,
             "switches": round(wrong / voxels, 4) if voxels else 0.0,
+            # all objects as one (a scroll's sheet, whatever wrap each voxel went to)
+            "union_iou": round(float((gt_all & pred_all).sum() / max((gt_all | pred_all).sum(), 1)), 4),
             "s_per_object_slice": round(seconds / max(total, 1), 4)}
 
 

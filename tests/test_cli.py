@@ -29,7 +29,7 @@ def test_demo_headless_propagates_and_scores(tmp_path, capsys):
                  "--cache", str(tmp_path / "cache")]) == 0
     printed = capsys.readouterr().out
     assert "wraps (all at once) with one point each" in printed and "IoU vs ground truth" in printed
-    assert "mean IoU" in printed and "sheet switches" in printed
+    assert "mean IoU" in printed and "sheet switches" in printed and "as one sheet: IoU" in printed
     labels = zarr.open_array(str(out / "labels.zarr"), mode="r")[:]
     assert labels.shape == (8, 96, 96)
     from napari_scroll_sam.io.phantom import scroll_phantom

@@ -26,6 +26,7 @@ class DemoResult:
     per_slice_iou: dict  # z -> mean IoU of the prompted wraps present there
     reports: list
     switches: float = 0.0  # fraction of segmented voxels that belong to another wrap
+    sheet_iou: float = 0.0  # IoU of all segmented voxels with the whole sheet (every wrap as one)
 
     @property
     def wrap(self) -> int:
@@ -83,4 +84,6 @@ def run_demo(model, shape=(64, 256, 256), seed: int = 0, wrap: int | None = None
         per_slice[z] = float(np.mean(scores)) if scores else 1.0
     done = labels > 0
     switches = float(((gt != labels) & (gt > 0) & done).sum() / max(done.sum(), 1))
-    return DemoResult(vol, sheets, ink, labels, ids, z0, per_slice, reports, switches)
+    sheet = np.isin(gt, ids)
+    sheet_iou = float((sheet & done).sum() / max((sheet | done).sum(), 1))
+    return DemoResult(vol, sheets, ink, labels, ids, z0, per_slice, reports, switches, sheet_iou)

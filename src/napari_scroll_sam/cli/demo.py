@@ -55,7 +55,8 @@ def run(args) -> int:
         print(f" {z:5d}  {iou:.3f}")
     done = [z for z in range(shape[0]) if res.labels[z].any()]
     print(f"mean IoU {res.mean_iou:.3f} over {shape[0]} slices; segmented {len(done)} slices; "
-          f"sheet switches {100 * res.switches:.1f} % of the segmented voxels")
+          f"sheet switches {100 * res.switches:.1f} % of the segmented voxels; the prompted wraps as one "
+          f"sheet: IoU {res.sheet_iou:.3f}")
     headless = args.headless or not _has_display()
     if headless:
         if not args.headless:
