@@ -324,6 +324,8 @@ def table(result):
                     cell += f" ({v['reached']}/{v['object_slices']})"
                 if v["switches"] > 0.02:
                     cell += f" sw {v['switches']:.2f}"
+                    if "union_iou" in v:  # objects that swap voxels: how well they cover all of them together
+                        cell += f" ∪ {v['union_iou']:.2f}"
                 cells.append(cell)
             rows.append(f"| {name} | {p} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
