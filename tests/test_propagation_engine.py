@@ -302,3 +302,21 @@ def test_split_seeds_cuts_a_sheet_between_its_clicks():
     # one object: unchanged
     (same,) = split_seeds([sheet], [np.array([[10, 10]])])
     assert (same == sheet).all()
+
+
+def test_a_small_object_moving_its_own_width_is_not_a_jump():
+    """A disc of radius 3 moving 6 px a slice: IoU with the previous slice is 0, but the
+    motion prior carries it, so the slice-IoU rule (default 0.1) does not stop the walk;
+    the blind walk has no prior to carry it and stops at once."""
+    n = 10
+    gt = np.zeros((n, 64, 96), np.uint32)
+    yy, xx = np.mgrid[:64, :96]
+    for z in range(n):
+        gt[z][(yy - 32) ** 2 + (xx - 20 - 6 * z) ** 2 <= 9] = 1
+    seeds = [Seed(1, 0, mask=gt[0] == 1)]
+    labels, reports = run(gt, seeds, OraclePredictor(gt), stop=StopRule(), direction="up")
+    assert not any(r.stopped for r in reports)
+    assert all(iou(labels[z] == 1, gt[z] == 1) > 0.6 for z in range(n))  # followed (IoU with the last place: 0)
+    _, blind = run(gt, seeds, OraclePredictor(gt), stop=StopRule(), direction="up", walk=WalkConfig.blind())
+    assert [r.stopped for r in blind if r.stopped] and "IoU with the previous slice" in next(
+        r.stopped for r in blind if r.stopped)

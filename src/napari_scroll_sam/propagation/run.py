@@ -237,8 +237,11 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
                                        agreement=0.0))
             continue
         s_iou = engine.iou(kept, w.mask)
+        # the slice-IoU rule looks for jumps: with a motion prior, against the previous mask
+        # carried to this slice (a small cell that moved its own width has not jumped)
+        moved = engine.iou(kept, prior) if cfg.prior is not None else s_iou
         w.overruled_run = w.overruled_run + 1 if source == "prior" else 0
-        reason = stop.check(area, prev_area, piou, s_iou) or stop.overruled_fires(w.overruled_run)
+        reason = stop.check(area, prev_area, piou, moved) or stop.overruled_fires(w.overruled_run)
         if reason:
             w.active, w.pending = False, []
             reports.append(SliceReport(z, w.object_id, area, float(piou), s_iou, step, reason, source=source,
