@@ -31,11 +31,11 @@ def image_layer(data, **kw):
 
 def test_default_model_is_the_builtin_unless_vit_b_is_cached(monkeypatch, tmp_path):
     monkeypatch.setenv("NAPARI_SCROLL_SAM_CACHE", str(tmp_path))
-    assert layers.default_model_name() == "small"
-    assert layers.model_choices() == ["small", "vit_b", "vit_l", "vit_h"]
+    assert layers.default_model_name() == layers.BUILTIN_MODEL == "small_hr"
+    assert layers.model_choices() == ["small_hr", "small", "vit_b", "vit_l", "vit_h"]
     (tmp_path / "sam_vit_b_01ec64.pth").write_bytes(b"x")
     assert layers.weights_cached("vit_b") and layers.default_model_name() == "vit_b"
-    assert layers.model_choices()[:2] == ["vit_b", "small"]
+    assert layers.model_choices()[:3] == ["vit_b", "small_hr", "small"]
 
 
 def test_default_train_dir_is_beside_the_cache(monkeypatch, tmp_path):

@@ -5,7 +5,7 @@ The scripting API, one namespace (works without Qt or a viewer; in napari's cons
     import napari_scroll_sam as nss
     vol = nss.open_volume("scroll.volpkg")        # lazy: metadata only
     vol = nss.volume_from_layer(viewer.layers["scroll"])   # or any napari image layer
-    model = nss.load_model("small")               # built-in; "vit_b", or a checkpoint path
+    model = nss.load_model("small_hr")            # built-in (or "small"); "vit_b", or a checkpoint path
     emb = nss.SliceEmbedder(model, vol, mode=nss.Tuples(d=2))
     pred = nss.segment_slice(emb, z=100, points=[[512, 700]], labels=[1])
     labels = nss.new_labels(vol.shape)

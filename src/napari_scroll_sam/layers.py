@@ -21,7 +21,7 @@ attributes only: ``data``, ``multiscale``, ``contrast_limits``, ``name``, ``meta
     a labels array for a volume: numpy up to ``NUMPY_LABELS_MAX_VOXELS``, else an
     in-memory zarr array holding only the chunks written.
 ``default_model_name()`` / ``model_choices()`` / ``default_train_dir(name)``
-    the defaults that work offline: the built-in ``small`` model unless ``vit_b``'s
+    the defaults that work offline: the built-in ``small_hr`` model unless ``vit_b``'s
     weights are in the cache; a checkpoint folder beside the embedding cache.
 """
 
@@ -37,7 +37,7 @@ import numpy as np
 from .errors import ScrollSamError
 
 #: the models shipped in the package (``sam/weights/<name>.pt``), the default built-in one first
-BUILTIN_MODELS = ("small",)
+BUILTIN_MODELS = ("small_hr", "small")
 #: the model widgets and commands use when nothing else is asked for (and vit_b is not cached)
 BUILTIN_MODEL = BUILTIN_MODELS[0]
 META_MODELS = ("vit_b", "vit_l", "vit_h")
@@ -74,7 +74,7 @@ def weights_cached(name: str) -> bool:
 
 
 def default_model_name() -> str:
-    """``vit_b`` when its weights are in the cache, else the built-in ``small`` (works offline)."""
+    """``vit_b`` when its weights are in the cache, else the built-in ``BUILTIN_MODEL`` (works offline)."""
     return "vit_b" if weights_cached("vit_b") else BUILTIN_MODEL
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_scroll_sam.layers import BUILTIN_MODEL
 from napari_scroll_sam._widgets.segment import SegmentWidget
 from napari_scroll_sam._widgets.train import TrainWidget, parse_slices
 from napari_scroll_sam.training.trainer import EpochReport, StepReport
@@ -166,7 +167,7 @@ def test_defaults_work_offline(make_napari_viewer, qtbot, monkeypatch, tmp_path,
     viewer.add_labels(labels, name="squares labels")
     w = TrainWidget(viewer)
     qtbot.addWidget(w)
-    assert w.model_combo.currentText() == "small" and w.out_edit.text() == ""
+    assert w.model_combo.currentText() == BUILTIN_MODEL and w.out_edit.text() == ""
     w.set_model(model)
     w.epochs_spin.setValue(1)
     w.batch_spin.setValue(4)

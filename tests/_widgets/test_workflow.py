@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_scroll_sam.layers import BUILTIN_MODEL
 from napari_scroll_sam._widgets.segment import SegmentWidget
 from napari_scroll_sam._widgets.train import TrainWidget
 from napari_scroll_sam.prompts import farthest_from_boundary
@@ -40,8 +41,8 @@ def viewer_and_widgets(make_napari_viewer, qtbot, monkeypatch, tmp_path):
 def test_micro_sam_workflow_with_defaults(viewer_and_widgets, tmp_path):
     viewer, seg, train = viewer_and_widgets
     assert [ly.name for ly in viewer.layers] == ["scroll", "sheets", "ink"]
-    assert seg.image_combo.currentText() == "scroll" and seg.model_combo.currentText() == "small"
-    assert train.model_combo.currentText() == "small" and train.out_edit.text() == ""
+    assert seg.image_combo.currentText() == "scroll" and seg.model_combo.currentText() == BUILTIN_MODEL
+    assert train.model_combo.currentText() == BUILTIN_MODEL and train.out_edit.text() == ""
     truth = np.asarray(viewer.layers["sheets"].data[Z])
     wraps = [int(v) for v in np.unique(truth) if v]
     a, b = wraps[len(wraps) // 2], wraps[len(wraps) // 2 + 1]
@@ -57,7 +58,7 @@ def test_micro_sam_workflow_with_defaults(viewer_and_widgets, tmp_path):
     points.add([Z, *pa])
     press("S")
     assert not seg.error_label.text(), seg.error_label.text()
-    assert "loaded: small:" in seg.model_label.text()
+    assert f"loaded: {BUILTIN_MODEL}:" in seg.model_label.text()
     assert [z for z in range(64) if scratch.data[z].any()] == [Z] and masks.data.sum() == 0
     emb = SliceEmbedder(seg.models.current(), seg.volume(), cache=False)
     want = segment_slice(emb, Z, points=[[pa]], labels=[[1]]).masks[0]  # the plain API's mask

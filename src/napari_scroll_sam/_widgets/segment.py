@@ -3,7 +3,7 @@
 A face over the plain API, which a script calls the same way::
 
     vol = volume_from_layer(image_layer)                      # layers.py
-    embedder = SliceEmbedder(load_model("small"), vol, mode)  # cache: the default folder
+    embedder = SliceEmbedder(load_model("small_hr"), vol, mode)  # cache: the default folder
     pred = segment_slice(embedder, z, **prompts_on_slice(points_zyx, positive, boxes, z, vol.shape))
     session = ObjectSession(masks, scratch)                   # annotate.py
     session.set_slice(z, pred.masks.any(0), object_id)        # S

@@ -1,7 +1,7 @@
 """SAM models: configurations, published weights, devices, checkpoints.
 
 ``load_model`` takes a registry name (``vit_b``, ``vit_l``, ``vit_h``: Meta's weights,
-downloaded once into :func:`cache_dir` and checked by SHA256), ``small`` (a CPU-sized SAM
+downloaded once into :func:`cache_dir` and checked by SHA256), ``small_hr`` / ``small`` (CPU-sized SAMs
 of the same architecture), or the path of a checkpoint: Meta's plain state dict (its
 configuration is read off the tensor shapes) or one written by :func:`save_checkpoint`
 (``{"format": "napari-scroll-sam/1", "config": …, "model": …, **extras}``), which carries
