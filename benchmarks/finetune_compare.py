@@ -97,8 +97,8 @@ def score(model, d) -> dict:
     return res
 
 
-def train(method, pair, minutes, lr, tmp, seed, augment, smc=False):
-    model = load_model("small", device="cpu")
+def train(method, pair, minutes, lr, tmp, seed, augment, smc=False, base="small"):
+    model = load_model(base, device="cpu")
     cfg = TrainConfig(epochs=10_000, lr=lr, freeze=method, val_fraction=0.0, patience=0, seed=seed,
                       augment=augment, single_mask_clicks=smc)
     tr = Trainer(model, [pair], Path(tmp) / method.replace(":", "_"), cfg, cache=False)
@@ -141,6 +141,9 @@ def main(argv=None):
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--chloroplast-objects", type=int, default=16)
     ap.add_argument("--out", default=None)
+    from napari_scroll_sam.layers import BUILTIN_MODEL
+
+    ap.add_argument("--model", default=BUILTIN_MODEL, help="the model fine-tuned (default: the built-in default)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     methods = args.method or ["builtin", "encoder", "last:2", "lora:4"]
@@ -149,7 +152,7 @@ def main(argv=None):
     res = {"protocol": __doc__.split("\n\n")[1].strip(), "dataset": args.dataset, "train": pair.name,
            "train_slices": int(pair.image.shape[0]), "eval": d.source, "minutes": args.minutes,
            "augment": not args.no_augment, "seed": args.seed,
-           "model": model_summary(load_model("small", device="cpu")), "runs": {}}
+           "model": model_summary(load_model(args.model, device="cpu")), "runs": {}}
     path = Path(args.out) if args.out else None
     with tempfile.TemporaryDirectory() as tmp:
         for m in methods:
@@ -157,10 +160,10 @@ def main(argv=None):
             name, _, lr = m.removesuffix("+smc").partition("@")
             lr = float(lr) if lr else args.lr
             if name == "builtin":
-                row = {"training": None, **score(load_model("small", device="cpu"), d)}
+                row = {"training": None, **score(load_model(args.model, device="cpu"), d)}
             else:
                 log(f"{m}: training {args.minutes} min")
-                model, info = train(name, pair, args.minutes, lr, tmp, args.seed, not args.no_augment, smc)
+                model, info = train(name, pair, args.minutes, lr, tmp, args.seed, not args.no_augment, smc, args.model)
                 info["single_mask_clicks"] = smc
                 row = {"training": info, **score(model, d)}
             res["runs"][m] = row
