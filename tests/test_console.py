@@ -44,9 +44,11 @@ def test_run_cancels_on_ctrl_c():
 def test_one_namespace_for_the_console():
     for name in ("open_volume", "load_model", "SliceEmbedder", "Seed", "StopRule", "propagate", "TrainingPair",
                  "Trainer", "TrainConfig", "write_labels", "EverySlice", "Tuples", "RandomTuples", "Filtered",
-                 "run", "volume_from_layer", "ScrollSamError"):
+                 "run", "volume_from_layer", "ScrollSamError", "training_run"):
         assert name in nss.__all__ and getattr(nss, name) is not None
     from napari_scroll_sam.propagation import propagate
     from napari_scroll_sam.training.trainer import Trainer
 
-    assert nss.propagate is propagate and nss.Trainer is Trainer
+    from napari_scroll_sam.training.job import training_run
+
+    assert nss.propagate is propagate and nss.Trainer is Trainer and nss.training_run is training_run

@@ -52,6 +52,7 @@ _LAZY = {
     "TrainingPair": "napari_scroll_sam.training.data",
     "Trainer": "napari_scroll_sam.training.trainer",
     "TrainConfig": "napari_scroll_sam.training.trainer",
+    "training_run": "napari_scroll_sam.training.job",
     "run": "napari_scroll_sam.console",
     "volume_from_layer": "napari_scroll_sam.layers",
     "new_labels": "napari_scroll_sam.layers",
