@@ -239,7 +239,8 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
         s_iou = engine.iou(kept, w.mask)
         # the slice-IoU rule looks for jumps: with a motion prior, against the previous mask
         # carried to this slice (a small cell that moved its own width has not jumped)
-        moved = engine.iou(kept, prior) if cfg.prior is not None else s_iou
+        # (IoU of kept with the prior: judge's agreement for the model's mask, 1 for the prior itself)
+        moved = s_iou if cfg.prior is None else (1.0 if source == "prior" else agree)
         w.overruled_run = w.overruled_run + 1 if source == "prior" else 0
         reason = stop.check(area, prev_area, piou, moved) or stop.overruled_fires(w.overruled_run)
         if reason:
