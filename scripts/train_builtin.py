@@ -33,13 +33,16 @@ DATA = ROOT.parent / "shared" / "data"
 SPLIT = json.loads((ROOT / "benchmarks" / "data_split.json").read_text())
 
 
-def real_train_pairs():
-    """The TRAIN parts of the labelled real volumes (in memory), and their validation slices."""
+def real_train_pairs(volumes=("isbi2012-em", "chloroplast-em")):
+    """The TRAIN parts of the labelled real volumes (in memory), and their validation slices.
+
+    ``volumes`` names which (``--real``): leaving one out trains the leave-one-volume-out model.
+    """
     from napari_scroll_sam.io.volume import Volume, open_volume
     from napari_scroll_sam.training.data import TrainingPair
 
     pairs, val = [], []
-    if (DATA / "isbi2012-em" / "label").is_dir():
+    if "isbi2012-em" in volumes and (DATA / "isbi2012-em" / "label").is_dir():
         z0, z1 = SPLIT["isbi2012-em"]["train"]["z"]
         img = open_volume(DATA / "isbi2012-em" / "image")
         arr = np.asarray(img.data[z0:z1].compute())
@@ -47,7 +50,7 @@ def real_train_pairs():
         vol = Volume(levels=[arr], contrast_limits=tuple(img.contrast_limits), name="isbi-train")
         pairs.append(TrainingPair(vol, lab, name=vol.name, objects="components"))
         val.append([z1 - z0 - 2, z1 - z0 - 1])
-    if (DATA / "chloroplast-em" / "labels.tif").is_file():
+    if "chloroplast-em" in volumes and (DATA / "chloroplast-em" / "labels.tif").is_file():
         import tifffile
 
         x0, x1 = SPLIT["chloroplast-em"]["train"]["x"]
@@ -79,7 +82,7 @@ def build_pairs(args):
 
     pairs, val = [], {}
     if "real" in args.data:
-        real, rval = real_train_pairs()
+        real, rval = real_train_pairs(args.real)
         for p, v in zip(real, rval):
             val[len(pairs)] = v
             pairs.append(p)
@@ -115,6 +118,9 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--resume", default=None)
     ap.add_argument("--data", nargs="+", default=["real", "phantoms", "synthetic"])
+    ap.add_argument("--real", nargs="+", default=["isbi2012-em", "chloroplast-em"],
+                    choices=["isbi2012-em", "chloroplast-em"],
+                    help="which real volumes' TRAIN parts 'real' takes (leave one out for a LOVO model)")
     ap.add_argument("--synthetic", type=int, default=32, help="synthetic volumes of 8 slices")
     ap.add_argument("--phantoms", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=12, help="the planned run (the LR schedule spans it)")
