@@ -14,7 +14,9 @@ Prints one JSON document on stdout (progress on stderr). Per model, on the same 
   read from disk, the encoder is not called (checked).
 * ``ours_cold`` / ``ours_warm`` use the default walk (motion prior, corridor, snap);
   ``*_prior_off`` the same with ``WalkConfig.blind()`` (the model's answers as they are);
-  ``*_dis`` the default walk with OpenCV's DIS flow (``WalkConfig(flow="dis")``), the fast prior.
+  ``*_dis`` the default walk with OpenCV's DIS flow (``WalkConfig(flow="dis")``), the fast prior;
+  ``*_every2`` / ``*_every4`` the default walk asking the model on every 2nd / 4th slice only
+  (``WalkConfig(model_every=n)``: the prior carries the others, which are never encoded).
 * ``walk_ms_per_slice_warm``: ms per slice of warm walks adding the pieces one at a time (flow
   prior, corridor, snap, memory of 3): what each costs.
 * ``decoder_only_ms``: median per slice of ``Predictor.predict`` on embeddings already in memory
@@ -189,7 +191,8 @@ def bench_model(name, args, dev, vol, seed, rgbs):
     split = min(splits, key=lambda s: sum(map(sum, s.values())))  # the best rep's
     res["naive"] = {"seconds": r(t), "slices_per_s": r(n / t), "cpu_util": util, "peak_gib": mem,
                     **{f"{k}_s": r(sum(v)) for k, v in split.items()}}
-    caches, variants = [], {"": WalkConfig(), "_prior_off": WalkConfig.blind(), "_dis": WalkConfig(flow="dis")}
+    caches, variants = [], {"": WalkConfig(), "_prior_off": WalkConfig.blind(), "_dis": WalkConfig(flow="dis"),
+                            "_every2": WalkConfig(model_every=2), "_every4": WalkConfig(model_every=4)}
     for suffix, walk in variants.items():
         def cold():
             caches.append(tempfile.TemporaryDirectory())

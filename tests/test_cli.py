@@ -75,7 +75,7 @@ def test_propagate_command_writes_labels_and_reports(tmp_path, capsys):
     captured = capsys.readouterr()
     printed = captured.out.strip().splitlines()
     assert printed[0] == "z,object,area,predicted_iou,slice_iou,direction,stopped,source"
-    assert {r.split(",")[-1] for r in printed[1:]} <= {"seed", "model", "prior", "empty", "bridged"}
+    assert {r.split(",")[-1] for r in printed[1:]} <= {"seed", "model", "prior", "carried", "empty", "bridged"}
     summary = [line for line in captured.err.splitlines() if line.startswith("object ")]
     assert [line.split(":")[0] for line in summary] == ["object 3", "object 4"]  # one line per object
     rows = [line.split(",") for line in printed[1:]]

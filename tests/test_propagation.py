@@ -16,6 +16,7 @@ from napari_scroll_sam.io.volume import Volume
 from napari_scroll_sam.propagation import PropagationError, Seed, StopRule, WalkConfig, propagate
 
 BLIND = WalkConfig.blind()  # the model's answers as they are: tests of the stop rules themselves
+EVERY = WalkConfig(model_every=1)  # the model asked on every slice: tests of what it answers there
 from napari_scroll_sam.sam.embeddings import SliceEmbedder, SliceEmbedding
 from napari_scroll_sam.sam.predictor import Prediction
 from napari_scroll_sam.sam.tiling import grid_for
@@ -40,6 +41,7 @@ class OracleEmbedder:
         yield from ()
 
     def get(self, z):
+        self.got = getattr(self, "got", []) + [z]
         return SliceEmbedding(z, torch.full((1, 1, 1, 1), float(z)), self.tiles, self.volume.shape[1:])
 
 
@@ -92,6 +94,7 @@ def tube_volume(n=20, shape=(60, 60)):
 def run(gt, seeds, labels=None, **kw):
     emb = OracleEmbedder(gt)
     labels = np.zeros(gt.shape, np.uint32) if labels is None else labels
+    kw.setdefault("walk", EVERY)
     reports = list(propagate(emb, seeds, labels, predictor=kw.pop("predictor", OraclePredictor(gt)), **kw))
     return labels, reports
 
@@ -208,7 +211,8 @@ def test_cancel_keeps_done_slices_and_nothing_else():
     gt = tube_volume()
     emb = OracleEmbedder(gt)
     labels = np.zeros(gt.shape, np.uint32)
-    gen = propagate(emb, [Seed(2, 10, points=[[48, 30]])], labels, predictor=OraclePredictor(gt), direction="up")
+    gen = propagate(emb, [Seed(2, 10, points=[[48, 30]])], labels, predictor=OraclePredictor(gt), direction="up",
+                    walk=EVERY)
     seen = []
     for r in gen:
         seen.append(r.z)
@@ -270,3 +274,33 @@ def test_real_small_model_end_to_end(tmp_path):
     assert {r.z for r in reports} == set(range(8)) or any(r.stopped for r in reports)
     assert set(np.unique(labels)) <= {0, 5}
     assert emb.encoder_calls <= 4  # 8 slices encoded in batches, not one by one
+
+
+def test_model_every_nth_slice_carries_the_rest_without_their_embeddings():
+    gt = tube_volume()
+    emb, predictor = OracleEmbedder(gt), OraclePredictor(gt)
+    labels = np.zeros(gt.shape, np.uint32)
+    reports = list(propagate(emb, [Seed(1, 10, points=[[20, 25]])], labels, stop=StopRule(max_empty=1),
+                             predictor=predictor, walk=WalkConfig(model_every=3)))
+    src = {r.z: r.source for r in reports if r.stopped is None and r.direction}
+    # slice 3 was carried, then walked again with the model (the rewind from slice 1, below)
+    assert {z for z, s in src.items() if s == "carried"} == {z for z in src if abs(z - 10) % 3} - {3}
+    # no slice is encoded for nothing: only the anchor, the model's slices and the rewound ends
+    carried = {5, 6, 8, 9, 11, 12, 14, 15}
+    assert carried & (set(emb.embedded) | set(emb.got)) == set() and {1, 4, 7, 13, 16, 19} <= set(emb.embedded)
+    # the model answered nothing at 19 (and 1) after carried slices: those were walked again
+    # with the model on each, so the walks stop where the object ends, as with every slice
+    assert [z for z in range(20) if (labels[z] == 1).any()] == list(range(3, 17))
+    assert sum(np.logical_and(labels[z] == 1, gt[z] == 1).sum() for z in range(20)) >= 0.95 * (gt == 1).sum()
+    stops = {(r.direction, r.z) for r in reports if r.stopped}
+    assert stops == {(+1, 17), (-1, 2)}
+    assert len({(r.z, r.direction) for r in reports}) == len(reports)  # one report per slice and walk
+
+
+def test_without_a_prior_the_model_is_asked_on_every_slice():
+    gt = tube_volume()
+    _, reports = run(gt, [Seed(1, 10, points=[[20, 25]])], stop=StopRule(max_empty=2), walk=WalkConfig.blind())
+    assert WalkConfig.blind().asks_every == 1 and WalkConfig().asks_every == WalkConfig().model_every > 1
+    assert {r.source for r in reports if r.direction} <= {"model", "empty"}
+    with pytest.raises(PropagationError, match="model_every"):
+        WalkConfig(model_every=0)

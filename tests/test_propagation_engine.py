@@ -43,7 +43,9 @@ class Adversary(OraclePredictor):
 
 
 def run(gt, seeds, predictor, **kw):
+    """The model asked on every slice unless ``walk`` says otherwise (these test what it answers)."""
     labels = np.zeros(gt.shape, np.uint32)
+    kw.setdefault("walk", WalkConfig(model_every=1))
     reports = list(propagate(OracleEmbedder(gt), seeds, labels, predictor=predictor, **kw))
     return labels, reports
 
@@ -275,7 +277,7 @@ def test_objects_clicked_together_share_their_slice_out(compete):
     gt = two_discs()
     seeds = [Seed(1, 12, points=[[20, 24]]), Seed(2, 12, points=[[40, 24]])]
     labels, reports = run(gt, seeds, Spreader(gt), stop=StopRule.off(), z_limits=(12, 13),
-                          walk=WalkConfig(compete=compete))
+                          walk=WalkConfig(compete=compete, model_every=1))
     if compete:
         np.testing.assert_array_equal(labels[12], gt[12])
     else:

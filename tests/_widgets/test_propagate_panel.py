@@ -66,6 +66,7 @@ def setup(make_napari_viewer, qtbot, env, image, model):
     w.prompt_button.click()
     panel = w.propagate_panel
     panel.stop_form.set("max_empty", 1)
+    panel.walk_form.set("model_every", 1)  # the oracle asked on every slice: exact masks
     return viewer, w, panel
 
 
@@ -92,6 +93,8 @@ def test_the_forms_are_the_dataclasses(setup):
     from napari_scroll_sam.propagation import StopRule, WalkConfig
 
     viewer, w, panel = setup
+    assert panel.walk_config() == WalkConfig(model_every=1)  # as the fixture set it
+    panel.walk_form.set("model_every", WalkConfig().model_every)
     assert panel.walk_config() == WalkConfig()
     assert set(panel.walk_form.rows) == {f for f in WalkConfig.__dataclass_fields__}
     assert set(panel.stop_form.rows) == {f for f in StopRule.__dataclass_fields__} - {"stop_slices"}

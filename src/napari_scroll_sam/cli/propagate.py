@@ -37,6 +37,8 @@ def _walk_arguments(prop):
     prop.add_argument("--no-compete", action="store_true", help="no negative points on the other objects")
     prop.add_argument("--adapt-steps", type=int, default=w.adapt_steps,
                       help="decoder steps on the anchors before walking (0: off)")
+    prop.add_argument("--model-every", type=int, default=w.model_every,
+                      help="ask the model on every n-th slice only; the prior carries the others (no embedding)")
 
 
 def _walk_from_args(args):
@@ -47,7 +49,7 @@ def _walk_from_args(args):
                     stop_slices=frozenset(args.stop_slices or ()), max_overruled=args.max_overruled)
     walk = WalkConfig(prior=None if args.prior == "none" else args.prior, memory=args.memory, accept=args.accept,
                       corridor=args.corridor, snap=args.snap, compete=not args.no_compete,
-                      adapt_steps=args.adapt_steps, flow=args.flow)
+                      adapt_steps=args.adapt_steps, flow=args.flow, model_every=args.model_every)
     return stop, walk
 
 

@@ -70,12 +70,38 @@ class Walk:
     memory: list = dataclasses.field(default_factory=list)  # prior.Track of the masks the model gave (and the seed), newest last
     empty_run: int = 0
     overruled_run: int = 0
-    pending: list = dataclasses.field(default_factory=list)  # slices of an empty run, bridged by the prior
+    # (z, mask, report or None) of an empty or carried run: written once the model sees the object
+    pending: list = dataclasses.field(default_factory=list)
     active: bool = True
+    anchor: int | None = None  # the anchor slice it started from
+    confirmed: tuple | None = None  # (z, mask) of the last slice not carried: where a rewind starts
+    dense_until: int | None = None  # after a rewind the model is asked on every slice up to here
+
+    def __post_init__(self):
+        self.anchor = self.z if self.anchor is None else self.anchor
+        self.confirmed = self.confirmed or (self.z, self.mask)
 
     @property
     def next_z(self) -> int:
         return self.z + self.step
+
+    def asks_model(self, z: int, every: int) -> bool:
+        """Whether the model is asked on slice z (``WalkConfig.model_every``): every n-th slice
+        from the anchor, every slice of an empty run, and every slice of a rewind."""
+        return (every <= 1 or self.empty_run > 0 or abs(z - self.anchor) % every == 0
+                or (self.dense_until is not None and (z - self.dense_until) * self.step <= 0))
+
+    def rewind(self) -> bool:
+        """Back to the last slice the model saw, when slices carried since are pending (the
+        model then answered nothing or a stop rule fired): they are walked again asking the
+        model on each, so the walk stops where it would have with the model on every slice.
+        False (nothing changed) when no carried slice is pending."""
+        if not any(rep is not None for *_, rep in self.pending):
+            return False
+        self.dense_until, self.pending = self.z, []
+        self.z, self.mask = self.confirmed
+        self.memory, self.logits, self.empty_run = [Track(self.mask)], None, 0
+        return True
 
 
 def object_limits(z_limits, object_id, n_slices) -> tuple:

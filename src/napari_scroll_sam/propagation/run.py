@@ -24,7 +24,11 @@ How it walks (``plan.plan_walks``):
 
 Each step (``engine``): the motion prior carries the object's accepted masks to the
 next slice, prompts the model, and judges its answer (model, prior); ``SliceReport.source``
-says which was kept. All objects at the same slice share its embedding and go through
+says which was kept. With ``WalkConfig.model_every`` = n the model is asked on every n-th
+slice only and the prior alone carries the others ("carried": never encoded); carried
+slices are written once the model sees the object again, and when it then answers nothing
+(or a stop rule fires) the walk rewinds to the last slice the model saw and walks the
+carried ones again asking it on each, so it stops where it would with n = 1. All objects at the same slice share its embedding and go through
 the decoder in one call. Embeddings are encoded ahead in batches and come from the
 embedding cache when there.
 
@@ -59,7 +63,8 @@ class SliceReport:
     ``direction``: 0 for an anchor, +1 walking up (increasing z), -1 walking down.
     ``stopped``: None while going on, else the reason (the slice was not written).
     ``source``: "seed" (anchor), "model" (the model's mask, within the prior's reach),
-    "prior" (the motion prior: the model disagreed), "empty" (the model answered nothing;
+    "prior" (the motion prior: the model disagreed), "carried" (the motion prior: the model
+    was not asked, ``WalkConfig.model_every``), "empty" (the model answered nothing;
     the slice waits for the prior to bridge it), "bridged" (an empty slice filled from the
     prior once the object came back).
     ``agreement``: IoU of the model's mask with the prior.
@@ -172,7 +177,7 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
                     w.active = False
                     yield SliceReport(z, w.object_id, 0, 0.0, None, step, "stop slice", source="prior")
                 continue
-            _prefetch(embedder, z, step, prefetch, active)
+            _prefetch(embedder, z, step, prefetch, active, cfg.asks_every)
             yield from _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cfg, multimask,
                              tiled, replace, opts, rng)
         yield from _finish(labels, sweep, replace)
@@ -201,9 +206,15 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
         else:
             prior = sdf > 0
         priors.append((prior, f.displacement(w.mask), sdf))
-    prompts = []
+    prompts, carried_only = [], []
     held = engine.held([p for p, _, _ in priors]) if compete else None
     for i, (w, (prior, _, _)) in enumerate(zip(here, priors)):
+        if not w.asks_model(z, cfg.asks_every):
+            if prior.any():
+                carried_only.append(i)
+            else:
+                w.active = False
+            continue
         try:
             pr = make_prompt(prior, strategy, rng=rng, **opts)
         except EmptyMaskError:
@@ -218,19 +229,23 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
         prompts.append((i, w, pr))
     preds = _predict_many(embedder, predictor, z, [(pr, w.logits if pr.use_logits else None) for _, w, pr in prompts],
                           multimask, tiled)
+    answers = [(i, w, engine.judge(cfg, mask, priors[i][0], priors[i][1]), logits, piou)
+               for (i, w, _), (mask, logits, piou) in zip(prompts, preds)]
+    answers += [(i, here[i], (priors[i][0], "carried", 1.0), None, 0.0) for i in carried_only]
     to_write, reports = [], []
-    for (i, w, _), (mask, logits, piou) in zip(prompts, preds):
-        prior, reach, _ = priors[i]
-        kept, source, agree = engine.judge(cfg, mask, prior, reach)
+    for i, w, (kept, source, agree), logits, piou in answers:
+        prior = priors[i][0]
         w.z = z
         area, prev_area = int(kept.sum()), int(w.mask.sum())
         if source == "empty":
+            if w.rewind():  # carried slices since the model last saw it: find where it ended
+                continue
             w.empty_run += 1
             reason = stop.empty_fires(w.empty_run)
             if reason:
                 w.active, w.pending = False, []
             else:  # the prior carries the object on; this slice is written if it comes back
-                w.pending.append((z, prior))
+                w.pending.append((z, prior, None))
                 w.mask = prior
                 w.memory = engine.remember(cfg, w.memory, prior, "prior")
             reports.append(SliceReport(z, w.object_id, 0, float(piou), None, step, reason, source="empty",
@@ -240,19 +255,28 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
         # the slice-IoU rule looks for jumps: with a motion prior, against the previous mask
         # carried to this slice (a small cell that moved its own width has not jumped)
         # (IoU of kept with the prior: judge's agreement for the model's mask, 1 for the prior itself)
-        moved = s_iou if cfg.prior is None else (1.0 if source == "prior" else agree)
-        w.overruled_run = w.overruled_run + 1 if source == "prior" else 0
+        moved = s_iou if cfg.prior is None else (1.0 if source in ("prior", "carried") else agree)
+        if source != "carried":
+            w.overruled_run = w.overruled_run + 1 if source == "prior" else 0
         reason = stop.check(area, prev_area, piou, moved) or stop.overruled_fires(w.overruled_run)
+        if reason and w.rewind():
+            continue
         if reason:
             w.active, w.pending = False, []
             reports.append(SliceReport(z, w.object_id, area, float(piou), s_iou, step, reason, source=source,
                                        agreement=agree))
             continue
-        for zz, pm in w.pending:  # the object came back: bridge the empty run with the prior
-            _write(labels, zz, [(w.object_id, pm, 0.0)], replace)
-        w.pending, w.empty_run = [], 0
         w.mask, w.logits = kept, (logits if source == "model" else None)
         w.memory = engine.remember(cfg, w.memory, kept, source)
+        if source == "carried":  # written (and reported) once the model sees the object again
+            w.pending.append((z, kept, SliceReport(z, w.object_id, area, 0.0, s_iou, step, None, source=source)))
+            continue
+        for zz, pm, rep in w.pending:  # the model sees the object: bridge the empty / carried run with the prior
+            lost = _write(labels, zz, [(w.object_id, pm, 0.0)], replace)
+            if rep is not None:
+                rep.overlap = lost[w.object_id]
+                reports.append(rep)
+        w.pending, w.empty_run, w.confirmed = [], 0, (z, kept)
         conf = float(piou) * agree if source == "model" else 0.5 * agree
         to_write.append((w.object_id, kept, conf))
         reports.append(SliceReport(z, w.object_id, area, float(piou), s_iou, step, None, source=source,
@@ -272,21 +296,28 @@ def _positives(seed) -> np.ndarray:
 
 
 def _finish(labels, sweep, replace):
-    """Walks that reached their end inside an empty run (no rule fired): the prior bridges it."""
+    """Walks that reached their end inside an empty or carried run (no rule fired): the prior
+    bridges it."""
     for w in sweep:
-        for zz, pm in w.pending:
+        for zz, pm, rep in w.pending:
             lost = _write(labels, zz, [(w.object_id, pm, 0.0)], replace)
-            yield SliceReport(zz, w.object_id, int(pm.sum()), 0.0, None, w.step, None, lost[w.object_id],
-                              source="bridged")
+            if rep is None:
+                rep = SliceReport(zz, w.object_id, int(pm.sum()), 0.0, None, w.step, None, source="bridged")
+            rep.overlap = lost[w.object_id]
+            yield rep
         w.pending = []
 
 
-def _prefetch(embedder, z, step, n, active):
-    """Encode the next ``n`` slices that active walks will visit, in one batch."""
-    if embedder.is_cached(z):
+def _prefetch(embedder, z, step, n, active, every=1):
+    """Encode the next ``n`` slices on which active walks will ask the model, in one batch."""
+    def asked(zz):
+        return any(w.asks_model(zz, every) for w in active if (zz - w.next_z) * step >= 0
+                   and (zz - w.end) * step <= 0)
+
+    if embedder.is_cached(z) or not asked(z):
         return
     far = max(w.end for w in active) if step > 0 else min(w.end for w in active)
-    ahead = [zz for zz in range(z, far + step, step)][:n]
+    ahead = [zz for zz in range(z, far + step, step) if asked(zz)][:n]
     for _ in embedder.embed([zz for zz in ahead if not embedder.is_cached(zz)]):
         pass
 
@@ -295,6 +326,8 @@ def _predict_many(embedder, predictor, z, items, multimask, tiled) -> list:
     """[(mask, logits, iou)] for [(prompt, previous logits or None)] on slice z: one
     decoder call per group of prompts of the same kind (with/without a box, with/without
     mask input), points padded with label -1 to a common count."""
+    if not items:  # every object carried by the prior: the slice's embedding is not needed
+        return []
     if tiled or len(items) == 1:
         return [_predict_one(embedder, predictor, z, pr, lg, multimask, tiled) for pr, lg in items]
     out = [None] * len(items)
