@@ -235,10 +235,14 @@ def test_bad_stop_rules_and_walk_type_are_refused():
 
 
 
-def test_max_overruled_stops_a_walk_the_model_no_longer_backs():
+@pytest.mark.parametrize("every", [1, 4])
+def test_max_overruled_stops_a_walk_the_model_no_longer_backs(every):
+    """Asking the model every 4th slice stops where asking it on each does: the walk rewinds
+    over the carried slices when the rule fires, and none past the stop is written."""
     gt = two_discs()
     seeds = [Seed(1, 12, mask=gt[12] == 1), Seed(2, 12, mask=gt[12] == 2)]
-    labels, reports = run(gt, seeds, Adversary(gt), stop=StopRule(max_overruled=3), direction="up")
+    labels, reports = run(gt, seeds, Adversary(gt), stop=StopRule(max_overruled=3), direction="up",
+                          walk=WalkConfig(model_every=every))
     stops = [r for r in reports if r.stopped]
     assert {(r.object_id, r.z) for r in stops} == {(1, 15), (2, 15)}
     assert all("disagreed" in r.stopped for r in stops)

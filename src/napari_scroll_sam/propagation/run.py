@@ -256,11 +256,14 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
         # carried to this slice (a small cell that moved its own width has not jumped)
         # (IoU of kept with the prior: judge's agreement for the model's mask, 1 for the prior itself)
         moved = s_iou if cfg.prior is None else (1.0 if source in ("prior", "carried") else agree)
-        if source != "carried":
-            w.overruled_run = w.overruled_run + 1 if source == "prior" else 0
-        reason = stop.check(area, prev_area, piou, moved) or stop.overruled_fires(w.overruled_run)
-        if reason and w.rewind():
+        # slices the prior carried between two answers the model disagreed on count as disagreed
+        carried_run = sum(rep is not None for *_, rep in w.pending)
+        overruled = (w.overruled_run if source == "carried" else
+                     w.overruled_run + 1 + carried_run if source == "prior" else 0)
+        reason = stop.check(area, prev_area, piou, moved) or stop.overruled_fires(overruled)
+        if reason and w.rewind():  # carried slices since the model last saw it: find where the rule fires
             continue
+        w.overruled_run = overruled
         if reason:
             w.active, w.pending = False, []
             reports.append(SliceReport(z, w.object_id, area, float(piou), s_iou, step, reason, source=source,
