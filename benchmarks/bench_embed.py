@@ -128,7 +128,9 @@ def make_slices(n, size, use_volume):
 def ours_fn(model, raw, bs, dtype, volume):
     """Callable encoding all of ``raw`` in batches of ``bs``, and the path it takes."""
     sam, dev = model.sam, model.device
-    if volume is not None and dtype == ("bf16" if dev.type == "cuda" else "fp32"):
+    from napari_scroll_sam.sam.precision import encoder_dtype
+
+    if volume is not None and dtype == ("bf16" if encoder_dtype(dev) == torch.bfloat16 else "fp32"):
         from napari_scroll_sam.sam.embeddings import SliceEmbedder
 
         emb = SliceEmbedder(model, volume, cache=False, batch_size=bs, attention="sdpa")
@@ -305,7 +307,8 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--models", help="default: small,vit_b on CPU; vit_b,vit_l,vit_h on CUDA")
     p.add_argument("--batch-sizes", help="default: 4,8 on CPU (capped at the slice count); 1,2,4,8,16,32 on CUDA")
-    p.add_argument("--dtypes", help="fp32 and/or bf16 (autocast); default fp32 on CPU, fp32,bf16 on CUDA")
+    p.add_argument("--dtypes", help="fp32 and/or bf16 (autocast); default fp32,bf16 on CUDA and on CPUs with "
+                                    "native bf16 (AMX / AVX-512 BF16), else fp32")
     p.add_argument("--slices", type=int, help="slices per ours config (default 16 CPU, 32 CUDA)")
     p.add_argument("--vitb-slices", type=int, default=2, help="slices for vit_b on CPU (~20-45 s per image)")
     p.add_argument("--baseline-slices", type=int, help="slices for the SamPredictor loop (default: CPU all, CUDA 16)")
@@ -327,7 +330,9 @@ def main(argv=None):
     split = lambda s: [v.strip() for v in s.split(",") if v.strip()]  # noqa: E731
     args.models = split(args.models or ("vit_b,vit_l,vit_h" if cuda else "small,vit_b"))
     args.batch_sizes = sorted({int(b) for b in split(args.batch_sizes or ("1,2,4,8,16,32" if cuda else "4,8"))})
-    args.dtypes = split(args.dtypes or ("fp32,bf16" if cuda else "fp32"))
+    from napari_scroll_sam.sam.precision import cpu_bf16
+
+    args.dtypes = split(args.dtypes or ("fp32,bf16" if cuda or cpu_bf16() else "fp32"))
     args.attn_dtype = args.attn_dtype or ("bf16" if cuda else "fp32")
     args.slices = args.slices or (32 if cuda else 16)
     args.reps = args.reps or (3 if cuda else 5)

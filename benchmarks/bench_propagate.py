@@ -28,7 +28,9 @@ The object is seeded as a mask on slice 0 (phantom: the middle wrap; EM: the lar
 up with the stop rules off, so every slice is decoded whatever the weights (random here: timings do
 not depend on them). Slices are whole (no tiling), as SamPredictor sees them. slices/s counts the
 K - 1 slices walked; ``speedup_*`` = naive seconds / ours seconds; times are the best of ``--reps``.
-On CUDA ours encodes in bf16 autocast, naive in float32. Needs the package's dependencies (dask,
+Ours encodes in bf16 autocast on CUDA and on CPUs with native bf16 (AMX / AVX-512 BF16,
+``sam/precision.py``; ``NAPARI_SCROLL_SAM_CPU_BF16=0`` turns it off), naive always in float32:
+the JSON's ``encoder_dtype`` says which ran. Needs the package's dependencies (dask,
 zarr, scipy) on the machine.
 """
 
@@ -169,7 +171,10 @@ def bench_model(name, args, dev, vol, seed, rgbs):
     n = vol.shape[0] - 1
     stop = StopRule(0, 0, None, max_empty=vol.shape[0] + 1)  # walk every slice whatever the masks
     bs = args.batch_size or None
+    from napari_scroll_sam.sam.precision import encoder_dtype
+
     res = {"model_id": model.model_id, "random_weights": model.model_id.endswith(":random"),
+           "encoder_dtype": str(encoder_dtype(dev)).replace("torch.", ""),
            "img_size": model.img_size, "slices_walked": n}
     with tempfile.TemporaryDirectory() as warmup:  # untimed: first-call costs of both paths
         ours(model, Volume(levels=[vol.data[:3]], contrast_limits=vol.contrast_limits, name="warmup"), seed,

@@ -1,0 +1,52 @@
+"""The precision the image encoder runs in: bfloat16 autocast on CUDA, and on a CPU that
+computes bfloat16 natively (AMX or AVX-512 BF16: Intel Sapphire Rapids and newer, AMD Zen 4
+and newer), where it is several times faster than float32; float32 on other CPUs, which
+would only emulate bfloat16 (slower). The decoder always runs in float32.
+
+``NAPARI_SCROLL_SAM_CPU_BF16=0`` (or ``1``) overrides the CPU's answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+
+import torch
+
+ENV = "NAPARI_SCROLL_SAM_CPU_BF16"
+CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@functools.lru_cache(maxsize=None)
+def _cpuinfo_flags() -> frozenset:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_bf16() -> bool:
+    """Whether the encoder runs in bfloat16 on this CPU (the environment variable, else the
+    CPU's flags; False where they cannot be read, e.g. off Linux)."""
+    env = os.environ.get(ENV, "").strip().lower()
+    if env in ("0", "1", "false", "true", "no", "yes", "off", "on"):
+        return env in ("1", "true", "yes", "on")
+    return bool(_cpuinfo_flags() & set(CPU_FLAGS))
+
+
+def encoder_dtype(device: torch.device) -> torch.dtype:
+    """The dtype the encoder computes in on ``device``."""
+    return torch.bfloat16 if device.type == "cuda" or (device.type == "cpu" and cpu_bf16()) else torch.float32
+
+
+def encoder_autocast(device: torch.device):
+    """A context that runs the encoder in :func:`encoder_dtype` (a no-op for float32)."""
+    dtype = encoder_dtype(device)
+    if dtype == torch.float32 or device.type not in ("cuda", "cpu"):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
