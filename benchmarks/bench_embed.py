@@ -128,9 +128,9 @@ def make_slices(n, size, use_volume):
 def ours_fn(model, raw, bs, dtype, volume):
     """Callable encoding all of ``raw`` in batches of ``bs``, and the path it takes."""
     sam, dev = model.sam, model.device
-    from napari_scroll_sam.sam.precision import encoder_dtype
+    from napari_scroll_sam.sam.precision import compute_dtype
 
-    if volume is not None and dtype == ("bf16" if encoder_dtype(dev) == torch.bfloat16 else "fp32"):
+    if volume is not None and dtype == ("bf16" if compute_dtype(dev) == torch.bfloat16 else "fp32"):
         from napari_scroll_sam.sam.embeddings import SliceEmbedder
 
         emb = SliceEmbedder(model, volume, cache=False, batch_size=bs, attention="sdpa")

@@ -171,10 +171,10 @@ def bench_model(name, args, dev, vol, seed, rgbs):
     n = vol.shape[0] - 1
     stop = StopRule(0, 0, None, max_empty=vol.shape[0] + 1)  # walk every slice whatever the masks
     bs = args.batch_size or None
-    from napari_scroll_sam.sam.precision import encoder_dtype
+    from napari_scroll_sam.sam.precision import compute_dtype
 
     res = {"model_id": model.model_id, "random_weights": model.model_id.endswith(":random"),
-           "encoder_dtype": str(encoder_dtype(dev)).replace("torch.", ""),
+           "encoder_dtype": str(compute_dtype(dev)).replace("torch.", ""),
            "img_size": model.img_size, "slices_walked": n}
     with tempfile.TemporaryDirectory() as warmup:  # untimed: first-call costs of both paths
         ours(model, Volume(levels=[vol.data[:3]], contrast_limits=vol.contrast_limits, name="warmup"), seed,

@@ -14,15 +14,15 @@ from tests.helpers import tiny_model
 def test_the_cpu_flags_or_the_environment_decide(monkeypatch):
     monkeypatch.delenv(precision.ENV, raising=False)
     monkeypatch.setattr(precision, "_cpuinfo_flags", lambda: frozenset({"sse2", "avx512f"}))
-    assert not precision.cpu_bf16() and precision.encoder_dtype(torch.device("cpu")) == torch.float32
+    assert not precision.cpu_bf16() and precision.compute_dtype(torch.device("cpu")) == torch.float32
     monkeypatch.setattr(precision, "_cpuinfo_flags", lambda: frozenset({"avx512f", "amx_bf16"}))
-    assert precision.cpu_bf16() and precision.encoder_dtype(torch.device("cpu")) == torch.bfloat16
+    assert precision.cpu_bf16() and precision.compute_dtype(torch.device("cpu")) == torch.bfloat16
     monkeypatch.setenv(precision.ENV, "0")
     assert not precision.cpu_bf16()
     monkeypatch.setenv(precision.ENV, "1")
     monkeypatch.setattr(precision, "_cpuinfo_flags", lambda: frozenset())
     assert precision.cpu_bf16()
-    assert precision.encoder_dtype(torch.device("cuda")) == torch.bfloat16
+    assert precision.compute_dtype(torch.device("cuda")) == torch.bfloat16
 
 
 def test_bf16_embeddings_are_float32_tensors_close_to_the_float32_ones(monkeypatch, tmp_path):

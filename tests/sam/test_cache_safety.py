@@ -236,7 +236,7 @@ def test_half_written_slice_without_signature_is_not_cached(tmp_path):
 def test_tiles_are_streamed_one_batch_at_a_time(model, monkeypatch):
     """A tiled slice: each encoder call gets at most batch_size tiles, and every tile's
     embedding equals that tile encoded alone."""
-    from napari_scroll_sam.sam.precision import encoder_autocast, encoder_dtype
+    from napari_scroll_sam.sam.precision import bf16_autocast, compute_dtype
     from napari_scroll_sam.sam.preprocess import preprocess
     from napari_scroll_sam.sam.tiling import Tiling
 
@@ -251,7 +251,7 @@ def test_tiles_are_streamed_one_batch_at_a_time(model, monkeypatch):
     for i, t in enumerate(emb.tiles):
         y0, y1, x0, x1 = t.outer
         x, _ = preprocess(np.repeat(data[:, None, y0:y1, x0:x1], 3, axis=1), (0, 255), model.img_size)
-        with torch.no_grad(), encoder_autocast(model.device):  # the embedder's precision (precision.py)
+        with torch.no_grad(), bf16_autocast(model.device):  # the embedder's precision (precision.py)
             want = model.sam.image_encoder(x)[0].float()
-        tol = 1e-5 if encoder_dtype(model.device) == torch.float32 else 2e-2  # bf16 kernels vary by batch
+        tol = 1e-5 if compute_dtype(model.device) == torch.float32 else 2e-2  # bf16 kernels vary by batch
         torch.testing.assert_close(got[i], want, atol=tol, rtol=tol)

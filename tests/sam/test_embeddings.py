@@ -39,13 +39,13 @@ def test_second_request_runs_no_encoder(model, volume, tmp_path):
 
 
 def test_cached_embedding_equals_direct_encoding(model, volume, tmp_path):
-    from napari_scroll_sam.sam.precision import encoder_autocast
+    from napari_scroll_sam.sam.precision import bf16_autocast
 
     emb = SliceEmbedder(model, volume, mode=Tuples(d=2), cache=tmp_path)
     got = emb.get(5).tensor[0]
     raw = sample_raw(volume, [5], Tuples(d=2))
     x, _ = preprocess(raw, volume.contrast_limits, model.img_size)
-    with torch.no_grad(), encoder_autocast(model.device):  # the embedder's precision (sam/precision.py)
+    with torch.no_grad(), bf16_autocast(model.device):  # the embedder's precision (sam/precision.py)
         want = model.sam.image_encoder(x)[0].float()
     torch.testing.assert_close(got, want, atol=5e-3 * float(want.abs().max()), rtol=1e-2)  # float16 rounding
     fresh = SliceEmbedder(model, volume, mode=Tuples(d=2), cache=tmp_path).get(5).tensor[0]

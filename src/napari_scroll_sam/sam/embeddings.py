@@ -42,7 +42,7 @@ import torch
 
 from .attention import attention_kind, patch_attention
 from .cache import CacheKey, EmbeddingError, SliceStore  # noqa: F401 - re-exported
-from .precision import encoder_autocast
+from .precision import bf16_autocast
 from .preprocess import preprocess, preprocess_shape
 from .tiling import Tile, Tiling, grid_for
 
@@ -327,7 +327,7 @@ class SliceEmbedder:
         x, _ = preprocess(raw, self.volume.contrast_limits, self.img_size, self.device)
         self.encoder_calls += 1
         self.encoded_images += len(x)
-        with encoder_autocast(self.device):  # bf16 on CUDA and on CPUs with native bf16 (precision.py)
+        with bf16_autocast(self.device):  # bf16 on CUDA and on CPUs with native bf16 (precision.py)
             return self.sam.image_encoder(x).float()
 
     def input_size(self, tile: Tile) -> tuple:

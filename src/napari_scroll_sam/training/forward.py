@@ -3,12 +3,12 @@ encoder now for an augmented sample or a trained encoder) and batched prompt dec
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 import numpy as np
 import torch
 
+from ..sam.precision import bf16_autocast
 from ..sam.predictor import _to_sam_xy
 from ..sam.preprocess import preprocess, preprocess_shape
 from . import data as D
@@ -49,10 +49,8 @@ class Forward:
         with self._autocast(), torch.set_grad_enabled(self.encoder_trained and torch.is_grad_enabled()):
             return self.sam.image_encoder(x).float(), masks
 
-    def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    def _autocast(self):  # bf16 on CUDA and on CPUs with native bf16 (sam/precision.py)
+        return bf16_autocast(self.device)
 
     def _decode(self, emb, size, prompts, mask_input=None, multimask=False):
         """Logits (N, M, h, w) at the tile's resolution, predicted IoU (N, M), low-res logits.
