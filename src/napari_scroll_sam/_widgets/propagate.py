@@ -31,7 +31,7 @@ from .review import Review3DButton
 
 DIRECTIONS = ("both", "up", "down")
 #: the walk options shown first (the others fold under "more")
-MAIN_WALK_OPTIONS = ("prior", "accept", "snap", "corridor", "memory", "compete", "adapt_steps")
+MAIN_WALK_OPTIONS = ("prior", "accept", "model_every", "snap", "corridor", "memory", "compete", "adapt_steps")
 
 
 class PropagatePanel(QWidget):
