@@ -36,8 +36,10 @@ class TrainConfig:
     prompt_kinds: tuple = ("point", "box", "background")
     corrective_rounds: int = 1
     single_mask_clicks: bool = False  # one-click prompts also train SAM's single-mask output (what a click shows)
-    freeze: str = "lora:4"  # "lora:R": rank-R adapters on the encoder's attention (training.lora) + the
-    #                         decoder; "encoder": image+prompt encoders frozen (cached embeddings); "none"; "last:N"
+    freeze: str = "last:2"  # "last:N": the encoder's last N blocks + neck + the decoder (finetune_compare: best
+    #                         on a volume the model never saw); "lora:R": rank-R adapters on the encoder's attention
+    #                         (training.lora) + the decoder; "encoder": image+prompt encoders frozen (cached
+    #                         embeddings); "none"
     grad_clip: float = 1.0
     seed: int = 0
     val_fraction: float = 0.2

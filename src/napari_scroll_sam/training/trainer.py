@@ -1,14 +1,15 @@
 """Fine-tune SAM on annotated slices.
 
-Default recipe (measured: ``benchmarks/finetune_compare.py``): the mask decoder and rank-4
-low-rank adapters on the image encoder's attention trained (``freeze="lora:4"``,
-``training.lora``; folded into the weights when the run ends), the rest frozen, with
+Default recipe (measured: ``benchmarks/finetune_compare.py``): the mask decoder, the image
+encoder's neck and its last 2 blocks trained (``freeze="last:2"``), the rest frozen, with
 focal + Dice + IoU-prediction MSE (``losses``), prompts sampled from the labels at
 every step (``data.sample_prompt``), plus corrective rounds (a click in the error
 regions with the previous logits as mask input); every object of a slice goes through
 the decoder in one call. ``freeze="encoder"`` trains the decoder only: the embeddings
 then come from the embedding cache, so an epoch without augmentation costs only the
-decoder. ``"last:N"`` also trains the last N encoder blocks, ``"none"`` everything.
+decoder. ``"last:N"`` trains the last N encoder blocks, ``"none"`` everything, ``"lora:R"``
+rank-R low-rank adapters on the encoder's attention (``training.lora``; folded into the
+weights when the run ends).
 
 The parts: ``config`` (TrainConfig, the reports), ``forward`` (embeddings, decoding),
 ``schedule`` (warm-up + cosine, early stopping), ``validation`` (the held-out ceiling),
