@@ -399,7 +399,9 @@ def test_review_3d_bright_objects_and_back_to_2d_restores(make_napari_viewer, qt
     old_cmap, old_dark = masks.colormap, masks.colormap.map(1)
     keys = ("opacity", "visible")
     before = {ly.name: {k: getattr(ly, k) for k in keys} for ly in viewer.layers}
+    order = [ly.name for ly in viewer.layers]
     w.objects_panel.review()
+    assert [ly.name for ly in viewer.layers][-1] in (masks.name, scratch.name)  # on top while reviewing
     assert reviewing(viewer) and image.opacity == 0.6 and masks.opacity == 1.0 and not sheets.visible
     one, two = masks.colormap.map(1), masks.colormap.map(2)
     np.testing.assert_allclose(one[:3], np.array([int(REVIEW_COLORS[0][i:i + 2], 16) for i in (1, 3, 5)]) / 255,
@@ -413,6 +415,7 @@ def test_review_3d_bright_objects_and_back_to_2d_restores(make_napari_viewer, qt
     viewer.dims.ndisplay = 2  # napari's own 2D button
     assert not reviewing(viewer)
     assert {ly.name: {k: getattr(ly, k) for k in keys} for ly in viewer.layers} == before
+    assert [ly.name for ly in viewer.layers] == order  # the layer list's order back too
     assert masks.colormap is old_cmap and scratch.visible and sheets.visible and image.opacity == 0.9
     assert not end_review(viewer)  # nothing left to put back
     viewer.dims.ndisplay = 3  # plain 3D afterwards: no review, nothing changed

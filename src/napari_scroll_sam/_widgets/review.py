@@ -48,7 +48,13 @@ class _Review:
 
     def __init__(self):
         self.saved: list = []  # (layer, {attribute: old value})
+        self.moves: list = []  # (layer, its index before it went to the top)
         self.callback = None
+
+    def to_top(self, layers, layer) -> None:
+        i = layers.index(layer)
+        self.moves.append((layer, i))
+        layers.move(i, len(layers))
 
     def set(self, layer, **values) -> None:
         self.saved.append((layer, {k: getattr(layer, k) for k in values}))
@@ -60,6 +66,9 @@ class _Review:
             if layer in layers:  # a layer deleted meanwhile has nothing to get back
                 for k, v in old.items():
                     setattr(layer, k, v)
+        for layer, i in reversed(self.moves):  # the layer list's order as it was
+            if layer in layers:
+                layers.move(layers.index(layer), min(i, len(layers) - 1))
 
 
 def reviewing(viewer) -> bool:
@@ -97,7 +106,7 @@ def review_3d(viewer, image, masks, scratch=None) -> list[str]:
         scratch = None
     for ly in (masks, scratch):
         if ly is not None:
-            viewer.layers.move(viewer.layers.index(ly), len(viewer.layers))
+            review.to_top(viewer.layers, ly)
             review.set(ly, rendering="iso_categorical", opacity=1.0, visible=True)
     if masks is not None:
         review.set(masks, colormap=review_colormap())
