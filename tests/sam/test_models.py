@@ -446,3 +446,49 @@ def test_download_reports(weights_server, tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="expected SHA256"):
         reports = [next(gen) for _ in range(10_000)]
     assert S.load_model("tiny_test", device="cpu", progress=False).source == path
+
+
+def test_closing_the_download_reports_cancels_the_transfer(tmp_path, monkeypatch):
+    """A slow mirror: closing the reports (the widget's cancel) stops the transfer thread at its
+    next chunk, and nothing is left in the cache, neither the file nor pooch's temporary one."""
+    import time
+
+    from napari_scroll_sam.sam.weights import download_reports
+
+    body = b"x" * 200_000
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for i in range(0, len(body), 1000):
+                    self.wfile.write(body[i:i + 1000])
+                    self.wfile.flush()
+                    time.sleep(0.01)  # 2 s in all
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cache = tmp_path / "cache"
+        monkeypatch.setenv("NAPARI_SCROLL_SAM_CACHE", str(cache))
+        monkeypatch.delenv("NAPARI_SCROLL_SAM_WEIGHTS_URL", raising=False)
+        url = f"http://127.0.0.1:{server.server_address[1]}/sam_slow.pth"
+        monkeypatch.setitem(models.WEIGHTS, "tiny_slow", (url, hashlib.sha256(body).hexdigest(), "sam_slow.pth"))
+        gen = download_reports("tiny_slow", every_s=0.02)
+        first = [next(gen) for _ in range(5)]
+        assert not any(r.finished for r in first)
+        t = time.perf_counter()
+        gen.close()
+        assert time.perf_counter() - t < 1.5  # the transfer stopped, it did not run to its end
+        assert not [th for th in threading.enumerate() if th.name == "download tiny_slow"]
+        assert not cache.exists() or not [p for p in cache.rglob("*") if p.is_file()]
+    finally:
+        server.shutdown()
+        server.server_close()

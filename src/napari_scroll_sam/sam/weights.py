@@ -134,14 +134,22 @@ class DownloadReport:
     finished: bool = False
 
 
+class DownloadCancelled(Exception):
+    """Raised in the download's thread (from pooch's progress callback) once the reports are closed."""
+
+
 class _Counter:
     """What pooch's ``progressbar=`` needs of a progress bar (tqdm's ``total``, ``update``,
-    ``reset``, ``close``), read by another thread."""
+    ``reset``, ``close``), read by another thread; ``cancelled`` stops the transfer at its next
+    chunk (pooch then drops its temporary file)."""
 
     def __init__(self):
         self.total, self.n = 0, 0
+        self.cancelled = False
 
     def update(self, k):
+        if self.cancelled:
+            raise DownloadCancelled("the download was cancelled")
         self.n += int(k)
 
     def reset(self):
@@ -156,8 +164,8 @@ def download_reports(name: str, cache: str | os.PathLike | None = None, every_s:
     napari's progress): a ``DownloadReport`` every ``every_s`` seconds while the file comes,
     nothing when it is in the cache already; returns the file's path (None for a name that is
     not one of ``WEIGHTS``: the built-in model or a file has nothing to download). The transfer runs in a
-    thread: closing the generator stops the reports, not the transfer (pooch writes under a
-    temporary name, so a later call finds the whole file or none)."""
+    thread: closing the generator cancels it at its next chunk (pooch writes under a temporary
+    name and drops it, so a later call finds the whole file or none)."""
     import threading
 
     if not isinstance(name, str) or name not in WEIGHTS:
@@ -176,10 +184,15 @@ def download_reports(name: str, cache: str | os.PathLike | None = None, every_s:
 
     thread = threading.Thread(target=fetch, name=f"download {name}", daemon=True)
     thread.start()
-    while thread.is_alive():
-        thread.join(every_s)
-        if thread.is_alive():
-            yield DownloadReport(name, counter.n, counter.total)
+    try:
+        while thread.is_alive():
+            thread.join(every_s)
+            if thread.is_alive():
+                yield DownloadReport(name, counter.n, counter.total)
+    finally:
+        if thread.is_alive():  # closed (cancelled) while the file was coming
+            counter.cancelled = True
+            thread.join(5.0)
     yield DownloadReport(name, counter.n, counter.total, finished=True)
     if "error" in result:
         raise result["error"]
