@@ -41,6 +41,7 @@ neighbour ranks low). Voxels lost to another object are counted in ``overlap``.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -320,7 +321,8 @@ def _prefetch(embedder, z, step, n, active, every=1):
     if embedder.is_cached(z) or not asked(z):
         return
     far = max(w.end for w in active) if step > 0 else min(w.end for w in active)
-    ahead = [zz for zz in range(z, far + step, step) if asked(zz)][:n]
+    # the first n asked slices only: a walk across thousands of slices does not scan them all here
+    ahead = list(itertools.islice((zz for zz in range(z, far + step, step) if asked(zz)), n))
     for _ in embedder.embed([zz for zz in ahead if not embedder.is_cached(zz)]):
         pass
 
