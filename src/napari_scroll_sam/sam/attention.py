@@ -12,7 +12,9 @@ runs softmax and the value product as separate steps. Two replacements:
 
 ``patch_attention(sam, kind)`` swaps the forward of every encoder attention
 block; ``"stock"`` restores it. Results match the stock encoder (float32 on
-CPU: tested to 1e-4; bf16 on CUDA within bf16 tolerance).
+CPU: tested to 1e-4; bf16 on CUDA within bf16 tolerance). On the CPU, a forward that
+trains the relative-position tables (gradient enabled, tables trainable) runs the stock
+code: there SDPA's backward through the bias is the slower one.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ def _rel_terms(attn, q, h, w):
 
 
 def _forward_sdpa(self, x: torch.Tensor) -> torch.Tensor:
+    if x.device.type == "cpu" and self.use_rel_pos and torch.is_grad_enabled() and self.rel_pos_h.requires_grad:
+        # training on the CPU: SDPA's backward through a bias whose gradient is wanted is
+        # slower than the stock code's (one attention block, 1024 tokens, 1 thread: 76-80 vs
+        # 39-50 ms forward + backward; a small_hr training step 5.1 instead of 6.5-7.2 s)
+        return type(self).forward(self, x)
     b, h, w, _ = x.shape
     qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)  # (B, heads, N, d)
