@@ -13,6 +13,12 @@ validation; ``--resume OUT/last.pt`` continues (same data: everything is seeded)
     OMP_NUM_THREADS=1 nohup python scripts/train_builtin.py --arch small --init small \\
         --out runs/builtin --minutes 60 > runs/builtin.log 2>&1 &
     python scripts/train_builtin.py ... --resume runs/builtin/last.pt      # the next piece
+
+On a machine without ``../shared/data`` (the GPU machine of ``scripts/gpu_train.sh``): ``--pack
+FILE.npz`` writes the training data as built here (every pair's image, labels and validation
+slices, the synthetic data generated) and exits; ``--packed FILE.npz`` trains from such a file
+instead of building the data (``--data`` and its counts are then the file's).
+``--device cuda`` (or ``auto``) trains on the GPU, in bf16 autocast as on a bf16 CPU.
 """
 
 from __future__ import annotations
@@ -96,6 +102,38 @@ def build_pairs(args):
     return pairs, val
 
 
+def pack(path, pairs, val):
+    """The pairs as built (images, labels, annotated slices, validation slices) in one npz."""
+    arrays, meta = {}, []
+    for i, p in enumerate(pairs):
+        keep = slice(None) if p.slices is None else sorted(int(z) for z in p.slices)
+        # a pair with named slices keeps only those (the trainer samples every slice on its own:
+        # no neighbour is read), renumbered
+        where = (lambda z: z) if p.slices is None else keep.index
+        arrays[f"image{i}"] = np.asarray(p.image.levels[0][keep])
+        arrays[f"labels{i}"] = np.asarray(p.labels[keep])
+        meta.append({"name": p.name, "contrast_limits": [float(v) for v in p.image.contrast_limits],
+                     "slices": None if p.slices is None else [where(int(z)) for z in p.slices], "objects": p.objects,
+                     "val": [where(int(z)) for z in val.get(i, [])]})
+    tmp = Path(str(path) + ".part.npz")
+    np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
+    tmp.replace(path)
+    return path
+
+
+def unpack(path):
+    """``pack``'s pairs and validation slices, back."""
+    from napari_scroll_sam.io.volume import Volume
+    from napari_scroll_sam.training.data import TrainingPair
+
+    with np.load(path) as f:
+        meta = json.loads(str(f["meta"]))
+        pairs = [TrainingPair(Volume(levels=[f[f"image{i}"]], contrast_limits=tuple(m["contrast_limits"]),
+                                     name=m["name"]), f[f"labels{i}"], name=m["name"], slices=m["slices"],
+                              objects=m["objects"]) for i, m in enumerate(meta)]
+    return pairs, {i: m["val"] for i, m in enumerate(meta) if m["val"]}
+
+
 def build_model(args):
     from napari_scroll_sam.sam.config import CONFIGS, build_sam
     from napari_scroll_sam.sam.models import SamModel, load_model
@@ -108,7 +146,10 @@ def build_model(args):
         got = transfer_state_dict(load_model(args.init, device="cpu").sam.state_dict(), sam)
         print(f"warm start from {args.init}: {got['same']} tensors as they are, {len(got['resized'])} "
               f"resized to the grid, {len(got['skipped'])} left at their initial values", flush=True)
-    return SamModel(sam, CONFIGS[args.arch], torch.device("cpu"), f"{args.arch}:train{args.seed}", args.arch)
+    from napari_scroll_sam.sam.models import resolve_device
+
+    dev = resolve_device(args.device)
+    return SamModel(sam.to(dev), CONFIGS[args.arch], dev, f"{args.arch}:train{args.seed}", args.arch)
 
 
 def main(argv=None):
@@ -131,13 +172,24 @@ def main(argv=None):
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    ap.add_argument("--fit", action="store_true",
+                    help="with --minutes: after the first epoch, end the schedule (and the run) with the last "
+                         "whole epoch that fits the minutes (--epochs: the most)")
+    ap.add_argument("--pack", default=None, help="write the training data to this .npz and exit")
+    ap.add_argument("--packed", default=None, help="train from a --pack file instead of building the data")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     from napari_scroll_sam.training.trainer import EpochReport, StepReport, TrainConfig, Trainer
 
     t0 = time.time()
-    pairs, val = build_pairs(args)
+    pairs, val = unpack(args.packed) if args.packed else build_pairs(args)
+    if args.pack:
+        pack(args.pack, pairs, val)
+        print(f"packed {len(pairs)} volumes ({sum(p.image.levels[0].nbytes for p in pairs) / 2**20:.0f} MiB of "
+              f"images) into {args.pack} in {time.time() - t0:.0f} s", flush=True)
+        return
     model = build_model(args)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, freeze="none", seed=args.seed,
                       val_fraction=0.0, patience=0, loss="bce", prompt_kinds=("point", "box", "points", "background"),
@@ -148,7 +200,7 @@ def main(argv=None):
           f"from step {trainer.step} epoch {trainer.epoch}", flush=True)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *a: stop.update(now=True))
-    t1, losses = time.time(), []
+    t1, losses, fit, first_epoch = time.time(), [], None, trainer.epoch
     for r in trainer.run():
         if isinstance(r, StepReport):
             losses.append(r.loss)
@@ -159,6 +211,14 @@ def main(argv=None):
             print(f"EPOCH {r.epoch} step {r.step} loss {r.train_loss:.3f} val IoU {r.val_iou:.3f} "
                   f"box {r.val_box:.3f} click {r.val_click:.3f}{' best' if r.best else ''} "
                   f"{time.time() - t1:.0f} s", flush=True)
+            if args.fit and args.minutes and fit is None:  # one epoch timed: the schedule ends in time
+                per_epoch = (time.time() - t1) / (r.epoch - first_epoch)
+                fit = max(r.epoch + 1, min(args.epochs, first_epoch + int(0.97 * 60 * args.minutes / per_epoch)))
+                trainer.total_steps = trainer.steps_per_epoch * fit
+                print(f"fit: {per_epoch:.0f} s an epoch, the cosine ends with epoch {fit}", flush=True)
+            if fit is not None and r.epoch >= fit:
+                trainer.save("last.pt")
+                break
         if stop["now"] or (args.minutes and time.time() - t1 > 60 * args.minutes):
             trainer.save("last.pt")
             print(f"piece done at step {trainer.step} ({time.time() - t1:.0f} s): {args.out}/last.pt; "
