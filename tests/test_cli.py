@@ -93,6 +93,9 @@ def test_propagate_command_bad_prompts(tmp_path, capsys):
     bad.write_text("obj,zz\n1,2\n")
     assert main(["propagate", str(folder), "--prompts", str(bad), "--out", str(tmp_path / "o.zarr")]) == 2
     assert "needs columns object,z,y,x" in capsys.readouterr().err
+    bad.write_text("1,2,5,5\n1,2,6,6\n")  # no header line: said so, not taken as column names
+    assert main(["propagate", str(folder), "--prompts", str(bad), "--out", str(tmp_path / "o.zarr")]) == 2
+    assert "line 1: numbers where the header belongs (1,2,5,5); put a header line first" in capsys.readouterr().err
     bad.write_text("object,z,y,x\n1,9,5,5\n")
     assert main(["propagate", str(folder), "--prompts", str(bad), "--out", str(tmp_path / "o.zarr"),
                  "--model", "small", "--cache", str(tmp_path / "c")]) == 2

@@ -25,6 +25,11 @@ def read_prompts(path):
             reader = csv.DictReader(fh)
             need = {"object", "z", "y", "x"}
             if not reader.fieldnames or not need <= set(reader.fieldnames):
+                if reader.fieldnames and all(_number(v) for v in reader.fieldnames):
+                    raise PropagationError(
+                        f"{path}, line 1: numbers where the header belongs ({','.join(reader.fieldnames)}); "
+                        f"put a header line first naming the columns, e.g. 'object,z,y,x' "
+                        f"(columns object,z,y,x[,label][,y1,x1])")
                 raise PropagationError(f"{path}: needs columns object,z,y,x[,label][,y1,x1]; "
                                        f"has {reader.fieldnames}")
             for i, row in enumerate(reader, start=2):
@@ -68,6 +73,14 @@ def read_prompts(path):
             lines = ", ".join(map(str, e["lines"]))
             raise PropagationError(f"{path}, line{'s' if len(e['lines']) > 1 else ''} {lines}: {exc}") from None
     return seeds, {(o, z): e["lines"] for (o, z), e in rows.items()}
+
+
+def _number(text) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 class _Shape:
