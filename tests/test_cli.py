@@ -15,7 +15,7 @@ def test_info_describes_a_volume(tmp_path, volume_array, capsys):
     folder = write_slices(tmp_path / "s", volume_array, meta={"voxelsize": 7.91, "min": 0, "max": 65535})
     assert main(["info", str(folder)]) == 0
     out = capsys.readouterr().out
-    assert "(12, 40, 50)" in out and "uint16" in out and "7.91" in out
+    assert "(12, 40, 50)" in out and "uint16" in out and "voxel size:  (7.91, 7.91, 7.91)" in out
 
 
 def test_info_on_bad_path_is_a_clear_error(tmp_path, capsys):

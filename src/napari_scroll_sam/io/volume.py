@@ -160,7 +160,7 @@ class Volume:
             f"path:        {self.metadata.get('url') or self.path}",
             f"shape:       {self.shape} (z, y, x)",
             f"dtype:       {self.dtype}",
-            f"voxel size:  {self.voxel_size} {self.unit}",
+            f"voxel size:  ({', '.join(f'{v:.6g}' for v in self.voxel_size)}) {self.unit}",
             f"window:      {self.contrast_limits[0]:.6g} – {self.contrast_limits[1]:.6g}",
             f"chunks:      {tuple(c[0] for c in self.data.chunks)}",
             f"size:        {self.data.nbytes / 2**30:.2f} GiB",
