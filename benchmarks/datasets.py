@@ -15,13 +15,15 @@ ground truth as ``objects``: id -> bool (Z, H, W) mask of one object through the
   each wrap an object.
 * ``scroll_touching``: a harder scroll (seed 1, 14 wraps in 256 px: sheets nearly touch).
 
-Every loader skips (returns None, with the reason in ``SKIPPED``) when ``../shared/data`` is absent.
+Every loader skips (returns None, with the reason in ``SKIPPED``) when ``../shared/data`` is absent
+(``NAPARI_SCROLL_SAM_DATA`` names another data root: ``scripts/gpu_prepare.sh`` copies one for the GPU machine).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -36,7 +38,8 @@ except ImportError:  # a bare checkout: use the source tree
 from napari_scroll_sam.io.volume import Volume, open_volume  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parents[1] / "shared" / "data"
+# ../shared/data beside the checkout, or NAPARI_SCROLL_SAM_DATA (a copy carried to the GPU machine)
+DATA = Path(os.environ.get("NAPARI_SCROLL_SAM_DATA") or HERE.parents[1] / "shared" / "data")
 SPLIT = json.loads((HERE / "data_split.json").read_text())
 NAMES = ("isbi", "chloroplast", "mri1", "mri2", "scroll", "scroll_touching")
 REAL = ("isbi", "chloroplast", "mri1", "mri2")

@@ -3,17 +3,9 @@
 # Python 3.12, torch with CUDA and a real torchvision; no segment-anything, dask, zarr, and no
 # ../shared/data there. Everything it needs travels in .gpu/ (ignored by git; ~45 MB).
 #
-# Prepare here, once, from the repository's root (network to PyPI):
-#   echo /.gpu/ >> .git/info/exclude
-#   python scripts/train_builtin.py --pack .gpu/train_data.npz --out /tmp/unused    # the training data
-#   for p in segment-anything==1.0 dask==2026.8.0 toolz==1.0.0 cloudpickle==3.1.1 partd==1.4.2 \
-#            locket==1.0.0 pyyaml==6.0.2 click==8.2.1 fsspec==2025.9.0 zarr==3.1.6 numcodecs==0.16.3 \
-#            donfig==0.8.1.post1 crc32c==2.7.1 typing_extensions==4.15.0; do
-#     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .gpu/whl "$p"
-#   done
-# Run on the device with `.gpu` carried (MINUTES of training; the cosine is fitted to end in them):
+# Prepare here once: `bash scripts/gpu_prepare.sh` (the wheels in .gpu/whl, the training data as
+# scripts/train_builtin.py --pack builds it in .gpu/train_data.npz).
+# Run on the device with `.gpu/whl` and `.gpu/train_data.npz` carried (MINUTES of training; the cosine is fitted to end in them):
 #   MINUTES=7 bash scripts/gpu_train.sh
 # $OUT gets train.log, best_fp16.pt (the best validation checkpoint, float16, what ships as
 # src/napari_scroll_sam/sam/weights/<ARCH>.pt) and last_fp16.pt. Defaults: ARCH=small_hr warm-started

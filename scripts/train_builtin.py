@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -35,7 +36,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-DATA = ROOT.parent / "shared" / "data"
+DATA = Path(os.environ.get("NAPARI_SCROLL_SAM_DATA") or ROOT.parent / "shared" / "data")
 SPLIT = json.loads((ROOT / "benchmarks" / "data_split.json").read_text())
 
 
