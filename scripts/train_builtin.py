@@ -16,7 +16,8 @@ validation; ``--resume OUT/last.pt`` continues (same data: everything is seeded)
 
 On a machine without ``../shared/data`` (the GPU machine of ``scripts/gpu_train.sh``): ``--pack
 FILE.npz`` writes the training data as built here (every pair's image, labels and validation
-slices, the synthetic data generated) and exits; ``--packed FILE.npz`` trains from such a file
+slices, the synthetic data generated; of a pair with named slices only those, renumbered) and
+exits, replacing FILE only once it is whole; ``--packed FILE.npz`` trains from such a file
 instead of building the data (``--data`` and its counts are then the file's).
 ``--device cuda`` (or ``auto``) trains on the GPU, in bf16 autocast as on a bf16 CPU.
 """
@@ -219,6 +220,7 @@ def main(argv=None):
                 print(f"fit: {per_epoch:.0f} s an epoch, the cosine ends with epoch {fit}", flush=True)
             if fit is not None and r.epoch >= fit:
                 trainer.save("last.pt")
+                print(f"fitted schedule done at epoch {r.epoch}, step {trainer.step}: {args.out}/last.pt", flush=True)
                 break
         if stop["now"] or (args.minutes and time.time() - t1 > 60 * args.minutes):
             trainer.save("last.pt")
