@@ -47,7 +47,10 @@ class WalkConfig:
     memory : accepted masks the prior votes over (>= 1)
     accept : IoU with the prior from which the model's mask is kept (0: always)
     corridor : px beyond the measured displacement the mask may reach (None: no corridor)
-    compete : negative points on the other objects walking on the same slice
+    compete : negative points on the other objects walking on the same slice; objects
+        clicked together on one slice share the union of their masks out (``split_seeds``)
+    winding : that share-out cuts a sheet that winds around a centre (a scroll) into turns
+        along one ray from the centre (``winding.py``); False: always the geodesic split
     flow : the optical flow ("dis": OpenCV's DIS, fast; "ilk": scikit-image's Lucas-Kanade)
     flow_radius, flow_max_side, flow_warps, margin : ILK's window, the resolution cap (longer
         side of the box, px), ILK's warp iterations at most, the box margin (px)
@@ -68,6 +71,7 @@ class WalkConfig:
     accept: float = 0.92
     corridor: float | None = 3.0
     compete: bool = True
+    winding: bool = True
     flow: str = "ilk"
     flow_radius: int = 7
     flow_max_side: int = 256
@@ -239,9 +243,12 @@ def iou(a, b) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
-def split_seeds(masks: list, clicks: list, overlaps_only: bool = False) -> list:
-    """Objects prompted together on one slice (one click on each wrap, all at once): every
-    pixel of the union of their masks goes to the object whose clicks are nearest along the
+def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding: bool = True) -> list:
+    """Objects prompted together on one slice (one click on each wrap, all at once) share the
+    union of their masks out. When the union winds around a centre (a scroll's wraps;
+    ``winding``), it is cut along one ray from the centre (``winding.winding_split``: each
+    wrap one turn). Otherwise every
+    pixel of the union goes to the object whose clicks are nearest along the
     union (a watershed on a flat image from every object's positive clicks, inside the union:
     a geodesic Voronoi); pixels no click reaches through the union are dropped. With
     ``overlaps_only`` only the pixels several masks claim are shared out so (measured on the
@@ -256,6 +263,15 @@ def split_seeds(masks: list, clicks: list, overlaps_only: bool = False) -> list:
     union = np.logical_or.reduce(masks)
     if len(masks) < 2 or not union.any():
         return masks
+    if winding and not overlaps_only:
+        from .winding import winding_split
+
+        pts = [c if c is not None and len(np.asarray(c).reshape(-1, 2)) else farthest_from_boundary(m)[None]
+               for m, c in zip(masks, clicks) if m.any() or c is not None]
+        if len(pts) == len(masks):
+            cut = winding_split(masks, pts)
+            if cut is not None:
+                return cut
     b = grow_box(mask_box(union), 1, union.shape)
     y0, x0, y1, x1 = b
     markers = np.zeros((y1 - y0, x1 - x0), np.int32)

@@ -11,9 +11,10 @@ How it walks (``plan.plan_walks``):
 1. *Anchors.* Every seed slice is segmented from its prompts (points / box), or
    taken as drawn when the seed carries a mask, and written. Anchors are never
    changed afterwards. Objects prompted together on one slice (``WalkConfig.compete``)
-   share it out: every pixel their masks claim goes to the object whose clicks are
-   nearest along those pixels (``engine.split_seeds``), so one click on each wrap of a
-   scroll cuts the sheet between the clicks instead of each mask spreading onto the
+   share it out (``engine.split_seeds``): a sheet that winds around a centre (one click
+   on each wrap of a scroll) is cut into turns along one ray from the centre
+   (``winding.py``); otherwise every pixel their masks claim goes to the object whose
+   clicks are nearest along those pixels. Each mask so stops spreading onto the
    neighbouring wraps.
 2. *Gaps.* Between two anchors of one object the gap is filled from both sides:
    the lower half walks up from the lower anchor, the upper half down from the
@@ -147,7 +148,7 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
         prompted = [i for i, (s, *_rest) in enumerate(results) if s.mask is None]
         if cfg.compete and len(prompted) > 1:  # several objects clicked on one slice: they share it out
             split = engine.split_seeds([results[i][1] for i in prompted],
-                                       [_positives(results[i][0]) for i in prompted])
+                                       [_positives(results[i][0]) for i in prompted], winding=cfg.winding)
             for i, m in zip(prompted, split):
                 s, _, logits, iou = results[i]
                 results[i] = (s, m, None, iou)

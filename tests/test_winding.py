@@ -1,0 +1,93 @@
+"""Wraps of a rolled sheet shared out by winding (propagation/winding.py)."""
+
+import numpy as np
+import pytest
+
+from napari_scroll_sam.io.phantom import scroll_phantom
+from napari_scroll_sam.prompts import farthest_from_boundary
+from napari_scroll_sam.propagation.engine import split_seeds
+from napari_scroll_sam.propagation.winding import cut_angle, sheet_centre, winding_split, winds
+
+
+def _iou(a, b):
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+@pytest.fixture(scope="module")
+def sheet_slice():
+    """The File-menu sample's middle slice: 8 wraps of one continuous spiral sheet."""
+    _, sheets, _ = scroll_phantom((64, 256, 256), seed=0, wraps=8)
+    return np.asarray(sheets[32])
+
+
+def _per_wrap(split, gt):
+    return [_iou(m, gt == w) for w, m in zip(range(1, 9), split)]
+
+
+def test_one_click_per_wrap_cuts_the_merged_sheet_into_turns(sheet_slice):
+    """Every wrap's mask is the whole sheet (the wraps touch, the model cannot tell them
+    apart); one click on each wrap's deepest point: the winding cut gives each wrap one turn,
+    far better than the geodesic split midway between the clicks."""
+    gt = sheet_slice
+    whole = gt > 0
+    clicks = [farthest_from_boundary(gt == w)[None] for w in range(1, 9)]
+    split = split_seeds([whole] * 8, clicks)
+    assert not np.logical_and.reduce(split[:2]).any()
+    assert (np.logical_or.reduce(split) == whole).all()  # nothing dropped, nothing added
+    scores = _per_wrap(split, gt)
+    geodesic = _per_wrap(split_seeds([whole] * 8, clicks, winding=False), gt)
+    assert np.mean(scores) > 0.8 and min(scores) > 0.6
+    assert np.mean(scores) > np.mean(geodesic) + 0.15
+    for k, (m, c) in enumerate(zip(split, clicks)):  # each click stays in its own wrap
+        y, x = np.round(c[0]).astype(int)
+        assert m[y, x], k
+
+
+def test_the_cut_keeps_away_from_the_clicks(sheet_slice):
+    gt = sheet_slice
+    union = gt > 0
+    centre = sheet_centre(union)
+    assert winds(union, centre)
+    clicks = [farthest_from_boundary(gt == w)[None] for w in range(1, 9)]
+    alpha = cut_angle(union, centre, clicks)
+    for c in clicks:
+        ang = np.arctan2(c[0, 0] - centre[0], c[0, 1] - centre[1])
+        assert abs(np.angle(np.exp(1j * (ang - alpha)))) > np.deg2rad(10)
+
+
+def test_a_broken_turn_goes_to_its_own_wrap(sheet_slice):
+    """A gap through wrap 4 (a crack, or a hole in the model's mask) leaves a piece of that
+    turn without a click; the order of the turns around the centre gives it to wrap 4, not
+    to the neighbouring turn the ray cut touches."""
+    gt = sheet_slice.copy()
+    centre = sheet_centre(gt > 0)
+    clicks = [farthest_from_boundary(gt == w)[None] for w in range(1, 9)]
+    yy, xx = np.indices(gt.shape)
+    ang = np.arctan2(yy - centre[0], xx - centre[1])
+    c4 = np.arctan2(clicks[3][0, 0] - centre[0], clicks[3][0, 1] - centre[1])
+    gap = (gt == 4) & (np.abs(np.angle(np.exp(1j * (ang - c4 - np.pi)))) < np.deg2rad(3))
+    gt[gap] = 0
+    split = split_seeds([gt > 0] * 8, clicks)
+    assert _iou(split[3], gt == 4) > 0.8
+
+
+def test_a_union_that_does_not_wind_is_left_to_the_geodesic_split():
+    """Two touching discs (cells): no ray crosses them three times: None, and split_seeds
+    cuts between the clicks as before."""
+    yy, xx = np.mgrid[:64, :96]
+    a = (yy - 32) ** 2 + (xx - 30) ** 2 <= 15 ** 2
+    b = (yy - 32) ** 2 + (xx - 58) ** 2 <= 15 ** 2
+    clicks = [np.array([[32, 30]]), np.array([[32, 58]])]
+    assert winding_split([a | b, a | b], clicks) is None
+    sa, sb = split_seeds([a | b, a | b], clicks)
+    assert sa[32, 30] and sb[32, 58] and not (sa & sb).any()
+
+
+def test_a_large_slice_is_searched_pooled(sheet_slice):
+    """The ray search on a pooled union (an 8k² slice's sheet): the same turns."""
+    gt = np.repeat(np.repeat(sheet_slice, 4, 0), 4, 1)
+    clicks = [farthest_from_boundary(gt == w)[None] for w in range(1, 9)]
+    full = winding_split([gt > 0] * 8, clicks, max_side=2048)
+    pooled = winding_split([gt > 0] * 8, clicks, max_side=256)
+    assert pooled is not None and np.mean(_per_wrap(pooled, gt)) > 0.8
+    assert np.mean([_iou(a, b) for a, b in zip(full, pooled)]) > 0.8
