@@ -91,3 +91,17 @@ def test_a_large_slice_is_searched_pooled(sheet_slice):
     pooled = winding_split([gt > 0] * 8, clicks, max_side=256)
     assert pooled is not None and np.mean(_per_wrap(pooled, gt)) > 0.8
     assert np.mean([_iou(a, b) for a, b in zip(full, pooled)]) > 0.8
+
+
+def test_separate_rings_stay_whole():
+    """Three concentric rings that do not touch (every ray crosses the union three times, so
+    it 'winds'), each mask the whole union, one click on each: a part holding one object's
+    click is that object's, whole; the ray cut never halves it."""
+    yy, xx = np.mgrid[:128, :128]
+    r = np.hypot(yy - 64, xx - 64)
+    rings = [(r >= a) & (r < a + 4) for a in (20, 32, 44)]
+    union = np.logical_or.reduce(rings)
+    clicks = [np.array([[64, 64 + a + 2]]) for a in (20, 32, 44)]
+    split = split_seeds([union] * 3, clicks)
+    for m, ring in zip(split, rings):
+        assert (m == ring).all()

@@ -172,14 +172,16 @@ def _turn_markers(union, centre, clicks):
     return lut[lab]
 
 
-def winding_split(masks, clicks, centre=None, max_side: int = MAX_SIDE) -> list | None:
+def winding_labels(masks, clicks, centre=None, max_side: int = MAX_SIDE) -> np.ndarray | None:
     """Share the union of ``masks`` out by winding: cut along one ray from the sheet's centre
     (``centre`` (y, x), default ``sheet_centre``), each piece to the object whose click it
     holds, pieces without a click by the order of the turns (``_by_turn_order``), the cut
     and what is left to the nearest piece along the sheet. ``clicks``: per object an (n, 2)
     array of (y, x) positive points. Computed in the union's box, the ray searched at most
-    ``max_side`` px a side (a larger box is pooled: an 8k² scroll slice by 8). None when the
-    union does not wind or no ray separates the objects: the caller splits otherwise."""
+    ``max_side`` px a side (a larger box is pooled: an 8k² scroll slice by 8). Returns int32
+    labels (k: the k-th object, 1-based; 0: not shared out here, which includes every
+    connected part of the union holding one object's clicks only: that part is its own), or
+    None when the union does not wind or no ray separates the objects."""
     from skimage.measure import block_reduce
     from skimage.segmentation import watershed
 
@@ -200,9 +202,19 @@ def winding_split(masks, clicks, centre=None, max_side: int = MAX_SIDE) -> list 
     if f > 1:
         markers = np.repeat(np.repeat(markers, f, 0), f, 1)[: union.shape[0], : union.shape[1]] * union
     ws = watershed(np.zeros(union.shape, np.float32), markers, mask=union)
-    out = []
-    for k in range(1, len(masks) + 1):
-        m = np.zeros(full.shape, bool)
-        m[y0:y1, x0:x1] = ws == k
-        out.append(m)
+    parts, _ = ndimage.label(union, np.ones((3, 3), bool))
+    owners: dict = {}
+    for k, pts in enumerate(_points(clicks, union.shape), start=1):
+        for y, x in pts:
+            owners.setdefault(int(parts[y, x]), set()).add(k)
+    lone = [p for p, ks in owners.items() if p and len(ks) == 1]
+    ws[np.isin(parts, lone)] = 0
+    out = np.zeros(full.shape, np.int32)
+    out[y0:y1, x0:x1] = ws
     return out
+
+
+def winding_split(masks, clicks, centre=None, max_side: int = MAX_SIDE) -> list | None:
+    """``winding_labels`` as one mask per object (None when no part winds)."""
+    lab = winding_labels(masks, clicks, centre, max_side)
+    return None if lab is None else [lab == k for k in range(1, len(masks) + 1)]
