@@ -25,6 +25,7 @@ from scipy import ndimage
 MIN_CROSSINGS = 3  # a sheet winds when every ray from its centre crosses it at least so often
 STEP_DEG = 2  # the angles tried for the cut
 CUT_HALF_WIDTH = 1.0  # px each side of the ray
+MIN_END_JUMP = 3.0  # px: the innermost crossing's jump that marks the sheet's inner end
 MAX_SIDE = 1024  # the ray is searched on the union pooled to at most this many px a side
 
 
@@ -83,13 +84,45 @@ def _separates(lab, points) -> bool:
     return True
 
 
+def _polar_image(union, centre, n_angles=720):
+    """The union sampled on rays from ``centre``: (radii, angles, bool [radius, angle])."""
+    r = np.arange(0.0, float(np.hypot(*union.shape)), 0.5)
+    a = np.linspace(0, 2 * np.pi, n_angles, endpoint=False)
+    y = np.round(centre[0] + r[:, None] * np.sin(a)).astype(int)
+    x = np.round(centre[1] + r[:, None] * np.cos(a)).astype(int)
+    inside = (y >= 0) & (y < union.shape[0]) & (x >= 0) & (x < union.shape[1])
+    return r, a, inside & union[np.clip(y, 0, union.shape[0] - 1), np.clip(x, 0, union.shape[1] - 1)]
+
+
+def inner_end_angle(union, centre) -> float | None:
+    """The angle (radians) of the sheet's inner end: where the radius of the innermost
+    crossing jumps (by a turn) going round the centre. None when it jumps by under
+    ``MIN_END_JUMP`` px (no end to see)."""
+    r, a, polar = _polar_image(union, centre)
+    hit = polar.any(axis=0)
+    if not hit.all():
+        return None
+    first = ndimage.median_filter(r[np.argmax(polar, axis=0)], 5, mode="wrap")
+    jump = np.abs(np.roll(first, -1) - first)
+    i = int(np.argmax(jump))
+    return None if jump[i] < MIN_END_JUMP else float((a[i] + np.pi / len(a)) % (2 * np.pi))
+
+
 def cut_angle(union, centre, clicks) -> float | None:
-    """The ray's angle (radians) farthest from every click that leaves each object's clicks
-    on pieces of their own (``clicks``: per object an (n, 2) array); None when no angle does."""
+    """The ray's angle (radians): through the sheet's inner end (a scroll's first turn starts
+    there), or the nearest angle to it that leaves each object's clicks on pieces of their
+    own (``clicks``: per object an (n, 2) array), or the inner end's when none does; with
+    no inner end to see, the angle farthest from every click that separates them, or None."""
     dy, dx = _polar(union.shape, centre)
     points = _points(clicks, union.shape)
     angles = np.arange(0, 360, STEP_DEG)
     ok = np.array([_separates(_pieces(union, dy, dx, a), points) for a in np.deg2rad(angles)])
+    end = inner_end_angle(union, centre)
+    if end is not None:
+        if not ok.any() or _separates(_pieces(union, dy, dx, end), points):
+            return end  # no ray separates them (the mask bridges two turns): cut at the end anyway
+        gap = np.abs(np.angle(np.exp(1j * (np.deg2rad(angles) - end))))
+        return float(np.deg2rad(angles[ok][np.argmin(gap[ok])]))
     if not ok.any():
         return None
     if ok.all():
@@ -107,8 +140,7 @@ def cut_angle(union, centre, clicks) -> float | None:
 
 def _runs(lab, centre, n_angles=720):
     """Per ray (``n_angles`` around ``centre``), the pieces it crosses, inside out."""
-    r = np.arange(0.0, float(np.hypot(*lab.shape)), 0.5)
-    a = np.linspace(0, 2 * np.pi, n_angles, endpoint=False)
+    r, a, _ = _polar_image(lab > 0, centre, n_angles)
     y = np.round(centre[0] + r[:, None] * np.sin(a)).astype(int)
     x = np.round(centre[1] + r[:, None] * np.cos(a)).astype(int)
     inside = (y >= 0) & (y < lab.shape[0]) & (x >= 0) & (x < lab.shape[1])
@@ -153,7 +185,9 @@ def _by_turn_order(lab, owner: dict, centre) -> dict:
 
 def _turn_markers(union, centre, clicks):
     """The union's pieces (cut along the chosen ray) labelled with their object (0: the cut,
-    pieces no one owns); None when the union does not wind or no ray separates the objects."""
+    pieces no one owns); a piece holding several objects' clicks (turns the mask bridges)
+    keeps only those clicks as markers, for the caller's watershed to share it out along
+    the sheet. None when the union does not wind or no ray is found."""
     if not winds(union, centre):
         return None
     alpha = cut_angle(union, centre, clicks)
@@ -161,15 +195,23 @@ def _turn_markers(union, centre, clicks):
         return None
     dy, dx = _polar(union.shape, centre)
     lab = _pieces(union, dy, dx, alpha)
-    owner = {}
-    for k, pts in enumerate(_points(clicks, union.shape), start=1):
+    points = _points(clicks, union.shape)
+    holders: dict = {}
+    for k, pts in enumerate(points, start=1):
         for y, x in pts:
-            owner[int(lab[y, x])] = k
-    owner.update(_by_turn_order(lab, owner, centre))
+            holders.setdefault(int(lab[y, x]), set()).add(k)
+    owner = {p: next(iter(ks)) for p, ks in holders.items() if p and len(ks) == 1}
+    shared = [p for p, ks in holders.items() if p and len(ks) > 1]
+    owner.update({p: k for p, k in _by_turn_order(lab, owner, centre).items() if p not in shared})
     lut = np.zeros(lab.max() + 1, np.int32)
     for piece, k in owner.items():
         lut[piece] = k
-    return lut[lab]
+    markers = lut[lab]
+    for k, pts in enumerate(points, start=1):
+        for y, x in pts:
+            if int(lab[y, x]) in shared:
+                markers[y, x] = k
+    return markers
 
 
 def winding_labels(masks, clicks, centre=None, max_side: int = MAX_SIDE) -> np.ndarray | None:
