@@ -2,19 +2,22 @@
 
 One click on each wrap of a scroll, all at once: the model's masks merge into one sheet (the
 wraps touch), and that sheet must be shared out. A scroll's wraps are its turns around the
-centre (the umbilicus): a wrap is the sheet between two crossings of one ray from the centre.
-``winding_split`` cuts the merged sheet along one ray and gives each piece to the click it
-holds. The ray's angle is chosen where it stays farthest from every click (the middle of the
-longest run of angles that leave each click in a piece of its own, no two clicks sharing
-one): the clicks say which turn is which, not where a turn starts, so the cut is placed as far
-from them as the clicks allow. Measured on the File-menu scroll's middle slice with the true
-sheet and the deepest point of each wrap: the phantom's own cut (its ray at 20°) 0.990 per
-wrap, the chosen ray (49°) 0.862, the geodesic split midway between clicks (``engine.split_seeds``
-without a centre) 0.653.
+centre (the umbilicus): a wrap is the sheet between two crossings of one ray from the centre,
+and the first turn starts at the sheet's inner end. ``winding_labels`` cuts the merged sheet
+along the ray through that end (``inner_end_angle``: where the innermost crossing's radius
+jumps by a turn going round), or the nearest ray that leaves each object's clicks on pieces
+of their own; each piece goes to the object whose click it holds, a piece without a click
+(a crack, a gap in the model's mask) by the order of the turns along the rays, a piece
+holding two objects' clicks (the mask bridges two turns) is shared between those clicks
+along the sheet. With no inner end to see (the innermost crossing never jumps) the ray is
+the one farthest from every click. Measured with the *true* sheet of the File-menu scroll's
+middle slice, one click at each wrap's deepest point (phantom seeds 0 / 1 / 2 / 3): 0.993 /
+0.991 / 0.985 / 0.989 per wrap; the geodesic split midway between the clicks
+(``engine.split_seeds(winding=False)``) 0.653 / 0.691 / 0.559 / 0.649.
 
 A sheet that does not wind (cells, tumours, any union that some ray from its centre crosses
-fewer than ``MIN_CROSSINGS`` times) is not split here: ``None`` tells the caller to use the
-geodesic split.
+fewer than ``MIN_CROSSINGS`` times) is not split here (None), nor is a connected part of it
+that holds one object's clicks only: the caller's geodesic split decides there.
 """
 
 from __future__ import annotations
