@@ -53,6 +53,27 @@ def test_an_object_without_voxels_is_seeded_from_the_prompts(gt):
         plan_labels(labels, ids=[9])
 
 
+def test_several_objects_prompted_on_one_slice_are_seeded_together():
+    """A list of prompts (one per object): each object without voxels is seeded from its own,
+    an object with voxels keeps them as its anchors, prompts on another slice or for an id
+    not chosen are left out; the error names the prompted objects."""
+    g = np.zeros(SHAPE, np.uint32)
+    g[1:7, 4:14, 4:14], g[1:7, 18:28, 18:28] = 1, 2
+    labels = np.zeros(SHAPE, np.uint32)
+    labels[2][g[2] == 3] = 3  # nothing: object 3 is absent
+    prompts = [SlicePrompts(1, 3, np.array([[3.0, 8, 8]]), np.array([True]), []),
+               SlicePrompts(2, 3, np.array([[3.0, 22, 22]]), np.array([True]), []),
+               SlicePrompts(4, 5, np.array([[3.0, 22, 22]]), np.array([True]), [])]  # not on its slice
+    plan = plan_labels(labels, prompts=prompts)
+    assert sorted((s.object_id, s.z, s.mask is None) for s in plan.seeds) == [(1, 3, True), (2, 3, True)]
+    run(g, labels, plan)
+    np.testing.assert_array_equal(labels, g)
+    only = plan_labels(labels * 0, ids=[2], prompts=prompts)
+    assert [s.object_id for s in only.seeds] == [2]
+    with pytest.raises(PropagationError, match=r"object\(s\) 9 have no voxels.*prompt object\(s\) 1, 2"):
+        plan_labels(labels * 0, ids=[1, 2, 9], prompts=prompts)
+
+
 def test_redo_clears_what_a_run_wrote_and_keeps_edits(gt):
     labels, book = np.zeros(SHAPE, np.uint32), {}
     labels[4] = gt[4]

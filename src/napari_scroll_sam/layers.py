@@ -176,19 +176,35 @@ def labels_of_shape(layers, shape) -> dict:
 # --- prompt layers → prompts and seeds ----------------------------------------------------------
 
 
-def prompts_in_image(image, points=None, boxes=None, z_world: float = 0.0):
+def to_image_coords(image, src, coords, z_world: float = 0.0) -> np.ndarray:
+    """``coords`` in layer ``src``'s data coordinates → the ``image`` layer's (z, y, x); a 2D
+    ``src`` lies on the slice at ``z_world``."""
+    out = []
+    for c in np.asarray(coords, float):
+        w = np.asarray(src.data_to_world(c), float)
+        if len(w) < image.ndim:
+            w = np.concatenate([np.full(image.ndim - len(w), z_world), w])
+        out.append(np.asarray(image.world_to_data(w), float)[-3:])
+    return np.asarray(out, float).reshape(-1, 3)
+
+
+def prompts_in_image(image, points=None, boxes=None, z_world: float = 0.0, state: dict | None = None):
     """Points ``(M, 3)``, positive ``(M,)`` and rectangles ``[(4, 3)…]`` of a Points and a
     Shapes layer in the ``image`` layer's data coordinates (z, y, x). A 2D prompt layer
-    lies on the slice at ``z_world``. Points without a ``positive`` feature are positive."""
+    lies on the slice at ``z_world``. Points without a ``positive`` feature are positive.
+    ``state``: prompts kept for another object (``{"points", "positive", "boxes"}`` in the
+    layers' data coordinates) instead of the layers' contents, through the layers' transforms."""
+    if state is not None:
+        pts, pos, rects = np.zeros((0, 3)), np.zeros(0, bool), []
+        if points is not None and len(state.get("points", ())):
+            pts = to_image_coords(image, points, state["points"], z_world)
+            pos = np.asarray(state["positive"], bool)
+        if boxes is not None:
+            rects = [to_image_coords(image, boxes, d, z_world) for d in state.get("boxes", [])]
+        return pts, pos, rects
 
     def to_image(src, coords):
-        out = []
-        for c in np.asarray(coords, float):
-            w = np.asarray(src.data_to_world(c), float)
-            if len(w) < image.ndim:
-                w = np.concatenate([np.full(image.ndim - len(w), z_world), w])
-            out.append(np.asarray(image.world_to_data(w), float)[-3:])
-        return np.asarray(out, float).reshape(-1, 3)
+        return to_image_coords(image, src, coords, z_world)
 
     pts, pos = np.zeros((0, 3)), np.zeros(0, bool)
     if points is not None and len(points.data):

@@ -11,8 +11,9 @@ No Qt, no napari: the panel is a face over this, a script does the same::
 Seeds. For each object id (``ids``, or every id in ``labels`` within the z limits), every
 slice holding it is an anchor, ``Seed(id, z, mask=labels[z] == id)``, kept as drawn: the
 walks fill only slices where the object is absent (gaps between anchors, then outwards).
-An object without voxels is seeded from ``prompts`` (the points and at most one box of one
-slice, for one object id) instead.
+An object without voxels is seeded from its ``prompts`` (the points and at most one box of
+one slice) instead; objects prompted on one slice are seeded together and share it out
+(``propagation.run``: one click on each wrap of a scroll).
 
 Redo. ``book`` ({object id: {z: crc32 of the object's mask on z}}) records the slices a run
 wrote. With ``redo``, the recorded slices that were not edited since are not anchors: they
@@ -100,19 +101,20 @@ def _walks(oid, zs, direction, z_limits, n_slices) -> list[tuple]:
     return [(oid, w.step, w.z, w.z, w.end) for w in plan_walks(anchors, direction, z_limits, n_slices)]
 
 
-def plan_labels(labels, ids=None, prompts: SlicePrompts | None = None, z_limits=None, direction: str = "both",
+def plan_labels(labels, ids=None, prompts=None, z_limits=None, direction: str = "both",
                 redo: bool = False, book: dict | None = None) -> LabelsPlan:
     """Seeds and walks for the objects of ``labels`` (see the module doc); reads every slice
-    in the z limits once. ``PropagationError`` when an object has neither voxels nor prompts."""
+    in the z limits once. ``prompts``: a ``SlicePrompts`` or a list of them (one per object:
+    several objects clicked on one slice are seeded together, so they share it out,
+    ``propagation.run``). ``PropagationError`` when an object has neither voxels nor prompts."""
     n = int(labels.shape[0])
     lo, hi = (0, n) if z_limits is None else (int(z_limits[0]), int(z_limits[1]))
     book = book or {}
-    if prompts is not None and (not prompts.present or (ids is not None and prompts.object_id not in ids)):
-        prompts = None
+    given = [] if prompts is None else [prompts] if isinstance(prompts, SlicePrompts) else list(prompts)
+    by_id = {p.object_id: p for p in given if p.present and (ids is None or p.object_id in ids)}
     found = objects_on_slices(labels, lo, hi, ids)
     want = list(ids) if ids is not None else sorted(found)
-    if prompts is not None and prompts.object_id not in want:
-        want = sorted([*want, prompts.object_id])
+    want = sorted({*want, *by_id})
     if not want:
         raise PropagationError(f"nothing to propagate: the masks layer holds no object on slices {lo} to {hi - 1}, "
                                f"and the current slice has no point or box (draw or segment an object first)")
@@ -130,9 +132,9 @@ def plan_labels(labels, ids=None, prompts: SlicePrompts | None = None, z_limits=
                 zs = [z for z in zs if z not in same]
         if zs:
             seeds += [Seed(oid, z, mask=np.asarray(labels[z]) == oid) for z in zs]
-        elif prompts is not None and prompts.object_id == oid:
-            seeds.append(prompts.seed(labels.shape))
-            zs = [prompts.z]
+        elif oid in by_id:
+            seeds.append(by_id[oid].seed(labels.shape))
+            zs = [by_id[oid].z]
         else:
             missing.append(oid)
             continue
@@ -140,8 +142,8 @@ def plan_labels(labels, ids=None, prompts: SlicePrompts | None = None, z_limits=
     if missing:
         raise PropagationError(
             f"object(s) {', '.join(map(str, missing))} have no voxels in the masks layer on slices {lo} to {hi - 1}"
-            + ("" if prompts is None else f", nor prompts on slice {prompts.z} (those prompt object "
-                                          f"{prompts.object_id}, the current id)"))
+            + ("" if not by_id else f", nor prompts on the current slice (those prompt object(s) "
+                                     f"{', '.join(map(str, sorted(by_id)))})"))
     return LabelsPlan(seeds, walks, clear, forget)
 
 

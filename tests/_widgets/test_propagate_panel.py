@@ -334,3 +334,45 @@ def test_in_a_thread(setup, gt, oracle, monkeypatch, qtbot):
     with qtbot.waitSignal(panel.finished, timeout=30000):
         panel.propagate_button.click()
     assert "object(s) 9 have no voxels" in panel.error_label.text()
+
+
+def test_objects_clicked_on_one_slice_walk_together(make_napari_viewer, qtbot, env, model, monkeypatch):
+    """One click on each of two touching objects, Next between (no Segment, no commit), then
+    Propagate: both are seeded from their clicks together and share the slice out, although
+    the model answers both objects as one for either click; each is then carried alone."""
+    gt2 = np.zeros(SHAPE, np.uint32)
+    gt2[1:7, 20:44, 20:32], gt2[1:7, 20:44, 32:44] = 1, 2
+    img = np.full(SHAPE, 20, np.uint8)
+    img[gt2 == 1], img[gt2 == 2] = 200, 110
+
+    class Merged(OraclePredictor):  # any click on either object: both objects, as one mask
+        def predict(self, *a, **kw):
+            res = super().predict(*a, **kw)
+            z = int(a[0].flatten()[0])
+            return type(res)(np.stack([m | (m.any() & (gt2[z] > 0)) for m in res.masks]), res.iou, res.logits)
+
+    monkeypatch.setattr(embeddings, "SliceEmbedder", lambda model, volume, mode=None, **kw: OracleEmbedder(gt2))
+    monkeypatch.setattr(propagation_run, "Predictor", lambda model: Merged(gt2))
+    viewer = make_napari_viewer()
+    viewer.add_image(img, name="two", contrast_limits=(0, 255))
+    w = SegmentWidget(viewer)
+    qtbot.addWidget(w)
+    w.set_model(model)
+    viewer.dims.set_current_step(0, 4)
+    w.prompt_button.click()
+    panel = w.propagate_panel
+    panel.stop_form.set("max_empty", 1)
+    panel.walk_form.set("model_every", 1)
+    points, _, masks = w.prompt_layers()
+    w.object_id.setValue(1)
+    points.add([4, 32, 24])
+    w.objects_panel.next_object()  # object 1 keeps its click; now object 2
+    assert w.object_id.value() == 2 and len(points.data) == 0
+    points.add([4, 32, 40])
+    panel.propagate_button.click()
+    assert not panel.error_label.text(), panel.error_label.text()
+    for oid in (1, 2):
+        for z in range(1, 7):
+            got, want = masks.data[z] == oid, gt2[z] == oid
+            assert (got & want).sum() / (got | want).sum() > 0.9, (oid, z)
+    assert not masks.data[0].any() and not masks.data[7].any()

@@ -154,12 +154,19 @@ class PropagatePanel(QWidget):
         ids = parse_slices(self.objects_edit.text(), "objects")
         if ids is not None and ids[0] < 1:
             raise ValueError(f"objects: ids start at 1 (0 is background), got {ids[0]}")
-        z, prompts = seg.current_z(), None
+        z, prompts = seg.current_z(), []
         if z is not None and (seg.points_layer() is not None or seg.boxes_layer() is not None):
-            prompts = SlicePrompts(seg.object_id.value(), z, *seg._prompts_in_image(seg._z_world()))
+            # the current object's prompts, and those kept by the other objects on this slice:
+            # objects clicked together (one point on each wrap, Next between) walk together
+            oid = seg.object_id.value()
+            prompts.append(SlicePrompts(oid, z, *seg._prompts_in_image(seg._z_world())))
+            has_session = seg.masks_layer() is not None and seg.scratch_layer() is not None
+            kept = seg.objects_panel.session().prompts if has_session else {}
+            prompts += [SlicePrompts(k, z, *seg._prompts_in_image(seg._z_world(), state))
+                        for k, state in sorted(kept.items()) if k != oid and state is not None]
         masks = seg.masks_layer()
         if masks is None:
-            if prompts is None or not prompts.present:
+            if not any(p.present for p in prompts):
                 raise ValueError("nothing to propagate: no masks layer, and no point or box on the current slice "
                                  "(draw or segment an object first)")
             masks = seg._add_masks_layer(layer, vol)

@@ -197,9 +197,10 @@ class SegmentWidget(QWidget):
             points.mode = "add"
         return points, boxes, masks
 
-    def _prompts_in_image(self, z_world):
-        """Points (M, 3), positive (M,), boxes [(4, 3)…] in the image's data coordinates."""
-        return prompts_in_image(self.layer, self.points_layer(), self.boxes_layer(), z_world)
+    def _prompts_in_image(self, z_world, state=None):
+        """Points (M, 3), positive (M,), boxes [(4, 3)…] in the image's data coordinates (of
+        the layers, or of an object's kept ``state``)."""
+        return prompts_in_image(self.layer, self.points_layer(), self.boxes_layer(), z_world, state)
 
     def set_positive(self, positive: bool) -> None:
         """New points are positive (True) or negative: ``feature_defaults["positive"]``."""
