@@ -132,7 +132,8 @@ def test_separate_rings_stay_whole():
 
 def test_turns_the_mask_bridges_are_shared_out_along_the_sheet(sheet_slice):
     """A bridge of mask between wraps 3 and 4 (no ray leaves their clicks apart): the cut is
-    still made at the inner end and the bridged piece is shared between the two clicks."""
+    still made at the inner end, the other wraps get their turns, and the bridged piece is
+    shared between the two clicks along the sheet (geodesically: midway between them)."""
     gt = sheet_slice
     union = gt > 0
     clicks = [farthest_from_boundary(gt == w)[None] for w in range(1, 9)]
@@ -144,6 +145,51 @@ def test_turns_the_mask_bridges_are_shared_out_along_the_sheet(sheet_slice):
     bridged[np.round(y + rr * (ys[j] - y)).astype(int), np.round(x + rr * (xs[j] - x)).astype(int)] = True
     bridged = ndimage.binary_dilation(bridged & ~union) | bridged
     split = split_seeds([bridged] * 8, clicks)
-    assert split is not None
     scores = _per_wrap(split, gt)
-    assert np.mean(scores) > 0.8 and scores[2] > 0.4 and scores[3] > 0.4
+    assert np.mean(scores) > 0.8 and scores[2] > 0.4 and scores[3] > 0.4  # the two: midway between their clicks
+    assert np.mean(scores) > np.mean(_per_wrap(split_seeds([bridged] * 8, clicks, winding=False), gt)) + 0.1
+
+
+def test_scattered_blobs_are_left_to_the_geodesic_split():
+    """A field of blobs (smoothed noise) that every ray from its centre crosses three times
+    or more, but unevenly: not a sheet that winds; the share-out is the geodesic one."""
+    from napari_scroll_sam.propagation.winding import crossings
+
+    rng = np.random.default_rng(0)
+    field = ndimage.gaussian_filter(rng.standard_normal((256, 256)), 3) > 0.0
+    centre = sheet_centre(field)
+    assert min(crossings(field, centre, a) for a in np.deg2rad(np.arange(0, 360, 15))) >= 3
+    assert not winds(field, centre)
+    ys, xs = np.nonzero(field)
+    pick = rng.choice(len(ys), 5, replace=False)
+    clicks = [np.array([[ys[i], xs[i]]]) for i in pick]
+    got = split_seeds([field] * 5, clicks)
+    want = split_seeds([field] * 5, clicks, winding=False)
+    assert all((a == b).all() for a, b in zip(got, want))
+
+
+def test_a_click_off_the_sheet_does_not_empty_a_wrap(sheet_slice):
+    """A ninth object clicked on the air between wraps (its mask: the sheet, as the others'):
+    every wrap keeps its turn."""
+    gt = sheet_slice
+    union = gt > 0
+    clicks = [farthest_from_boundary(gt == w)[None] for w in range(1, 9)]
+    air = np.argwhere(~union & ndimage.binary_dilation(union, iterations=2))[0]
+    split = split_seeds([union] * 9, clicks + [air[None].astype(float)])
+    assert min(_per_wrap(split[:8], gt)) > 0.9
+
+
+def test_pooled_clicks_land_in_their_own_wrap(sheet_slice):
+    """Pooled by 8 (a 1,024² sheet searched at 128 px): each click, even at a wrap's edge,
+    stays in its own wrap's share."""
+    gt = np.repeat(np.repeat(sheet_slice, 4, 0), 4, 1)
+    clicks = []
+    for w in range(1, 9):
+        edge = (gt == w) & ~ndimage.binary_erosion(gt == w)
+        clicks.append(np.argwhere(edge)[len(np.argwhere(edge)) // 3][None].astype(float))
+    split = winding_split([gt > 0] * 8, clicks, max_side=128)
+    assert split is not None
+    for m, c in zip(split, clicks):
+        y, x = c[0].astype(int)
+        assert m[y, x]
+    assert np.mean(_per_wrap(split, gt)) > 0.5

@@ -188,10 +188,13 @@ class ObjectSession:
 
         return run()
 
-    def clear(self) -> list[int]:
-        """Drop the scratch object (undoable); returns the slices it had."""
+    def clear(self, object_id: int | None = None) -> list[int]:
+        """Drop the scratch object, and the prompts kept for ``object_id`` (undoable); returns
+        the slices it had."""
         zs = self.scratch_slices()
-        s = self.step("clear")
+        s = self.step("clear", prompts=object_id is not None)
+        if object_id is not None:
+            self.prompts.pop(int(object_id), None)
         for z in zs:
             s.save(self.scratch, z)
             self.scratch[z] = np.zeros(self.scratch.shape[1:], self.scratch.dtype)

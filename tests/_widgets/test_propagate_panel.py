@@ -376,3 +376,45 @@ def test_objects_clicked_on_one_slice_walk_together(make_napari_viewer, qtbot, e
             got, want = masks.data[z] == oid, gt2[z] == oid
             assert (got & want).sum() / (got | want).sum() > 0.9, (oid, z)
     assert not masks.data[0].any() and not masks.data[7].any()
+
+
+@pytest.mark.parametrize("how", ["clear", "delete"])
+def test_an_object_whose_click_was_dropped_is_not_propagated(setup, gt, oracle, how):
+    """Object 1 clicked, Next, back to object 1, its click dropped (Clear, or deleted from
+    the layer by hand), object 2 clicked, Propagate: only object 2 walks."""
+    viewer, w, panel = setup
+    points, _, masks = w.prompt_layers()
+    w.object_id.setValue(1)
+    points.add([4, 30, 24])
+    w.objects_panel.next_object()
+    w.object_id.setValue(1)  # its click comes back
+    assert len(points.data) == 1
+    if how == "clear":
+        w.objects_panel.clear()
+    else:
+        points.selected_data = {0}
+        points.remove_selected()
+    w.object_id.setValue(2)
+    points.add([4, 30, 36])
+    panel.propagate_button.click()
+    assert not panel.error_label.text(), panel.error_label.text()
+    assert not (masks.data == 1).any()
+    np.testing.assert_array_equal(masks.data == 2, gt == 1)
+
+
+def test_a_click_carried_to_a_new_id_is_not_kept_for_the_old_one(setup, gt, oracle):
+    """Object 1 clicked, Next, back to object 1, then a new id typed in: the click stays in
+    the layer for the new id (as before), and object 1 no longer keeps a copy of it, so
+    Propagate does not seed both objects from one click."""
+    viewer, w, panel = setup
+    points, _, masks = w.prompt_layers()
+    w.object_id.setValue(1)
+    points.add([4, 30, 30])
+    w.objects_panel.next_object()
+    w.object_id.setValue(1)
+    w.object_id.setValue(3)
+    assert len(points.data) == 1
+    panel.propagate_button.click()
+    assert not panel.error_label.text(), panel.error_label.text()
+    assert not (masks.data == 1).any()
+    np.testing.assert_array_equal(masks.data == 3, gt == 1)

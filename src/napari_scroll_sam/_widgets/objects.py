@@ -35,7 +35,7 @@ class ObjectsPanel(QWidget):
         self._last_status = 0.0
         self._refresher = SliceRefresher(self.viewer, lambda: [self.seg.scratch_layer()])
         self.reports: list = []
-        self._current_id, self._switching = 1, False
+        self._current_id, self._switching, self._keeping = 1, False, True
 
         def button(text, key, tip):
             return QPushButton(text, toolTip=f"{tip} [{KEYS[key].replace('-', '+')}]")
@@ -137,7 +137,7 @@ class ObjectsPanel(QWidget):
     def clear(self):
         seg = self.seg
         s = self.session()
-        zs = s.clear()
+        zs = s.clear(seg.object_id.value())
         s._undo[-1].extra = {"prompts": PL.take_prompts(seg.points_layer(), seg.boxes_layer())}
         self.refresh()
         seg.status_label.setText(f"cleared object {seg.object_id.value()} ({len(zs)} slice(s))")
@@ -172,11 +172,11 @@ class ObjectsPanel(QWidget):
         seg = self.seg
         if not keep:
             PL.put_prompts(seg.points_layer(), seg.boxes_layer(), None)
-        self._switching = True
+        self._switching, self._keeping = True, keep
         try:
             seg.object_id.setValue(min(int(oid), MAX_OBJECT_ID))
         finally:
-            self._switching = False
+            self._switching, self._keeping = False, True
 
     def on_object_id(self, value):
         """Each object keeps its prompts: going to an object that has kept prompts (or through
@@ -187,7 +187,11 @@ class ObjectsPanel(QWidget):
             state = PL.take_prompts(seg.points_layer(), seg.boxes_layer())
             if len(state["points"]) or state["boxes"]:
                 s.prompts[self._current_id] = state
+            elif self._keeping:  # its prompts were deleted: none kept (Propagate would seed from them)
+                s.prompts.pop(self._current_id, None)
             PL.put_prompts(seg.points_layer(), seg.boxes_layer(), s.prompts.get(value))
+        elif s is not None:  # the layers' prompts stay, the new id's now: no longer kept for the old one
+            s.prompts.pop(self._current_id, None)
         self._current_id = value
         for ly in (seg.masks_layer(), seg.scratch_layer()):
             if ly is not None:
