@@ -49,11 +49,12 @@ def choose_seed(sheets_slice: np.ndarray, wrap: int | None = None) -> tuple[int,
 
 def run_demo(model, shape=(64, 256, 256), seed: int = 0, wrap: int | None = None,
              strategy: str = "box+farthest", stop: StopRule | None = None, cache=None, on_report=None,
-             wraps: int | None = 8) -> DemoResult:
+             wraps: int | None = 8, walk=None) -> DemoResult:
     """Generate the phantom (``wraps`` turns of the sheet; 8 and seed 0: the File-menu
     sample), click every wrap once on the middle slice (or only ``wrap``), all at once, and
     propagate them both ways together (the walk's defaults: motion prior, competition),
-    then score each slice against the ground truth."""
+    then score each slice against the ground truth. ``walk``: a ``WalkConfig`` (default: the
+    calibrated one)."""
     from .sam.embeddings import SliceEmbedder
 
     image, sheets, ink = scroll_phantom(shape, seed=seed, wraps=wraps)
@@ -68,7 +69,7 @@ def run_demo(model, shape=(64, 256, 256), seed: int = 0, wrap: int | None = None
     labels = np.zeros(shape, np.uint32)
     stop = stop or StopRule()  # the calibrated defaults, with the default walk (motion prior, snap)
     reports = []
-    for r in propagate(emb, seeds, labels, strategy=strategy, stop=stop):
+    for r in propagate(emb, seeds, labels, strategy=strategy, stop=stop, walk=walk):
         reports.append(r)
         if on_report:
             on_report(r)
