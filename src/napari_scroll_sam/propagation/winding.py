@@ -30,6 +30,7 @@ SPREAD = 0.4  # how unevenly the rays may cross a sheet that winds (of the media
 STEP_DEG = 2  # the angles tried for the cut
 CUT_HALF_WIDTH = 1.0  # px each side of the ray
 MIN_END_JUMP = 3.0  # px: the innermost crossing's jump that marks the sheet's inner end
+SNAP_PX = 2  # a click this close to its own mask counts as on it
 MAX_SIDE = 1024  # the ray is searched on the union pooled to at most this many px a side
 
 
@@ -226,6 +227,23 @@ def _turn_markers(union, centre, clicks):
     return markers
 
 
+def _snap(mask, clicks, radius: int = SNAP_PX) -> np.ndarray:
+    """Clicks just off their own mask (a thin sheet's mask a pixel beside the click) moved to
+    its nearest pixel within ``radius`` px; the others as they are."""
+    out = np.asarray(clicks, float).reshape(-1, 2).copy()
+    for i, (y, x) in enumerate(np.floor(out).astype(int)):
+        if not (0 <= y < mask.shape[0] and 0 <= x < mask.shape[1]) or mask[y, x]:
+            continue
+        ya, xa = max(0, y - radius), max(0, x - radius)
+        win = mask[ya:y + radius + 1, xa:x + radius + 1]
+        if win.any():
+            yy, xx = np.nonzero(win)
+            j = int(np.argmin((yy + ya - y) ** 2 + (xx + xa - x) ** 2))
+            if (yy[j] + ya - y) ** 2 + (xx[j] + xa - x) ** 2 <= radius ** 2:
+                out[i] = (yy[j] + ya, xx[j] + xa)
+    return out
+
+
 def _keep_apart(markers) -> np.ndarray:
     """Pooled markers with the pixels next to another object's marker cleared (upsampled,
     the full-resolution watershed decides there)."""
@@ -252,9 +270,11 @@ def winding_labels(masks, clicks, centre=None, max_side: int = MAX_SIDE) -> np.n
 
     from .prior import grow_box, mask_box
 
-    full = np.logical_or.reduce([np.asarray(m, bool) for m in masks])
+    masks = [np.asarray(m, bool) for m in masks]
+    full = np.logical_or.reduce(masks)
     if len(masks) < 2 or not full.any():
         return None
+    clicks = [_snap(m, c) for m, c in zip(masks, clicks)]
     y0, x0, y1, x1 = grow_box(mask_box(full), 1, full.shape)
     union = full[y0:y1, x0:x1]
     clicks = [np.asarray(c, float).reshape(-1, 2) - (y0, x0) for c in clicks]
