@@ -20,15 +20,14 @@ DOCS = Path(__file__).resolve().parent
 Z = 32
 
 
-def main():
-    os.environ.setdefault("NAPARI_SCROLL_SAM_CACHE", tempfile.mkdtemp(prefix="nss-shots-"))
+def sample_viewer(prefix: str = "nss-shots-"):
+    """A shown 1,600 × 1,000 viewer with the File-menu sample (ground truth hidden) and the
+    Segment dock; a throw-away cache unless ``NAPARI_SCROLL_SAM_CACHE`` is set."""
+    os.environ.setdefault("NAPARI_SCROLL_SAM_CACHE", tempfile.mkdtemp(prefix=prefix))
     os.environ.setdefault("NAPARI_SCROLL_SAM_SYNC", "1")
     import napari
-    from qtpy.QtWidgets import QApplication
 
     from napari_scroll_sam._widgets.segment import SegmentWidget
-    from napari_scroll_sam._widgets.train import TrainWidget
-    from napari_scroll_sam.prompts import farthest_from_boundary
 
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1600, 1000)
@@ -36,8 +35,19 @@ def main():
     viewer.open_sample("napari-scroll-sam", "scroll")
     viewer.layers["sheets"].visible = False
     viewer.layers["ink"].visible = False
-    seg, train = SegmentWidget(viewer), TrainWidget(viewer)
+    seg = SegmentWidget(viewer)
     viewer.window.add_dock_widget(seg, name="Segment", area="right")
+    return viewer, seg
+
+
+def main():
+    from qtpy.QtWidgets import QApplication
+
+    from napari_scroll_sam._widgets.train import TrainWidget
+    from napari_scroll_sam.prompts import farthest_from_boundary
+
+    viewer, seg = sample_viewer()
+    train = TrainWidget(viewer)
     press = viewer.window._qt_viewer.canvas._key_map_handler.press_key
 
     def shot(name):

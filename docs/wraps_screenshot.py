@@ -10,9 +10,7 @@ IoU per wrap against the sample's ground truth, the sheet switches, and writes t
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,21 +20,14 @@ Z = 32
 
 
 def main():
-    os.environ.setdefault("NAPARI_SCROLL_SAM_CACHE", tempfile.mkdtemp(prefix="nss-wraps-"))
-    os.environ.setdefault("NAPARI_SCROLL_SAM_SYNC", "1")
-    import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_scroll_sam._widgets.segment import SegmentWidget
     from napari_scroll_sam.prompts import farthest_from_boundary
 
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1600, 1000)
-    viewer.open_sample("napari-scroll-sam", "scroll")
-    viewer.layers["sheets"].visible = False
-    viewer.layers["ink"].visible = False
-    seg = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(seg, name="Segment", area="right")
+    sys.path.insert(0, str(DOCS))
+    from screenshots import sample_viewer
+
+    viewer, seg = sample_viewer("nss-wraps-")
     press = viewer.window._qt_viewer.canvas._key_map_handler.press_key
     truth = np.asarray(viewer.layers["sheets"].data)
     wraps = [int(v) for v in np.unique(truth[Z]) if v]

@@ -55,10 +55,10 @@ def oracle(monkeypatch, gt):
     monkeypatch.setattr(propagation_run, "Predictor", lambda model: OraclePredictor(gt))
 
 
-@pytest.fixture
-def setup(make_napari_viewer, qtbot, env, image, model):
-    viewer = make_napari_viewer()
-    viewer.add_image(image, name="cube", contrast_limits=(0, 255))
+def open_segment(viewer, qtbot, image, model, name="cube"):
+    """``image`` in ``viewer`` with a Segment widget on slice 4, its prompt layers, the oracle's
+    settings (a walk stops at the first empty slice, the model asked on every slice)."""
+    viewer.add_image(image, name=name, contrast_limits=(0, 255))
     w = SegmentWidget(viewer)
     qtbot.addWidget(w)
     w.set_model(model)
@@ -68,6 +68,11 @@ def setup(make_napari_viewer, qtbot, env, image, model):
     panel.stop_form.set("max_empty", 1)
     panel.walk_form.set("model_every", 1)  # the oracle asked on every slice: exact masks
     return viewer, w, panel
+
+
+@pytest.fixture
+def setup(make_napari_viewer, qtbot, env, image, model):
+    return open_segment(make_napari_viewer(), qtbot, image, model)
 
 
 def paint_anchor(w, gt, z=4):
@@ -353,16 +358,7 @@ def test_objects_clicked_on_one_slice_walk_together(make_napari_viewer, qtbot, e
 
     monkeypatch.setattr(embeddings, "SliceEmbedder", lambda model, volume, mode=None, **kw: OracleEmbedder(gt2))
     monkeypatch.setattr(propagation_run, "Predictor", lambda model: Merged(gt2))
-    viewer = make_napari_viewer()
-    viewer.add_image(img, name="two", contrast_limits=(0, 255))
-    w = SegmentWidget(viewer)
-    qtbot.addWidget(w)
-    w.set_model(model)
-    viewer.dims.set_current_step(0, 4)
-    w.prompt_button.click()
-    panel = w.propagate_panel
-    panel.stop_form.set("max_empty", 1)
-    panel.walk_form.set("model_every", 1)
+    viewer, w, panel = open_segment(make_napari_viewer(), qtbot, img, model, name="two")
     points, _, masks = w.prompt_layers()
     w.object_id.setValue(1)
     points.add([4, 32, 24])
