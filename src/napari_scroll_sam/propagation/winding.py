@@ -48,12 +48,7 @@ def _polar(shape, centre):
 def crossings(union, centre, alpha) -> int:
     """How many times the ray from ``centre`` at ``alpha`` (radians; 0 along +x, pi/2
     along +y) enters the sheet."""
-    r_max = float(np.hypot(*union.shape))
-    r = np.arange(0.0, r_max, 0.5)
-    y = np.round(centre[0] + r * np.sin(alpha)).astype(int)
-    x = np.round(centre[1] + r * np.cos(alpha)).astype(int)
-    keep = (y >= 0) & (y < union.shape[0]) & (x >= 0) & (x < union.shape[1])
-    on = union[y[keep], x[keep]].astype(np.int8)
+    on = _sample_rays(union, centre, np.array([alpha]))[1][:, 0].astype(np.int8)
     return int(np.sum(np.diff(on, prepend=0) == 1))
 
 
@@ -97,14 +92,22 @@ def _separates(lab, points) -> bool:
     return True
 
 
+def _sample_rays(image, centre, angles):
+    """``image`` sampled every 0.5 px along rays from ``centre`` at ``angles`` (radians; 0
+    along +x, pi/2 along +y): (radii, values [radius, angle]; 0 outside the image)."""
+    r = np.arange(0.0, float(np.hypot(*image.shape)), 0.5)
+    y = np.round(centre[0] + r[:, None] * np.sin(angles)).astype(int)
+    x = np.round(centre[1] + r[:, None] * np.cos(angles)).astype(int)
+    inside = (y >= 0) & (y < image.shape[0]) & (x >= 0) & (x < image.shape[1])
+    vals = image[np.clip(y, 0, image.shape[0] - 1), np.clip(x, 0, image.shape[1] - 1)]
+    return r, np.where(inside, vals, 0)
+
+
 def _polar_image(union, centre, n_angles=720):
     """The union sampled on rays from ``centre``: (radii, angles, bool [radius, angle])."""
-    r = np.arange(0.0, float(np.hypot(*union.shape)), 0.5)
     a = np.linspace(0, 2 * np.pi, n_angles, endpoint=False)
-    y = np.round(centre[0] + r[:, None] * np.sin(a)).astype(int)
-    x = np.round(centre[1] + r[:, None] * np.cos(a)).astype(int)
-    inside = (y >= 0) & (y < union.shape[0]) & (x >= 0) & (x < union.shape[1])
-    return r, a, inside & union[np.clip(y, 0, union.shape[0] - 1), np.clip(x, 0, union.shape[1] - 1)]
+    r, polar = _sample_rays(union, centre, a)
+    return r, a, polar.astype(bool)
 
 
 def inner_end_angle(union, centre) -> float | None:
@@ -128,11 +131,13 @@ def cut_angle(union, centre, clicks) -> float | None:
     no inner end to see, the angle farthest from every click that separates them, or None."""
     dy, dx = _polar(union.shape, centre)
     points = _points(clicks, union.shape, on=union)
+    end = inner_end_angle(union, centre)
+    if end is not None and _separates(_pieces(union, dy, dx, end), points):
+        return end  # the usual case: no search of the other angles
     angles = np.arange(0, 360, STEP_DEG)
     ok = np.array([_separates(_pieces(union, dy, dx, a), points) for a in np.deg2rad(angles)])
-    end = inner_end_angle(union, centre)
     if end is not None:
-        if not ok.any() or _separates(_pieces(union, dy, dx, end), points):
+        if not ok.any():
             return end  # no ray separates them (the mask bridges two turns): cut at the end anyway
         gap = np.abs(np.angle(np.exp(1j * (np.deg2rad(angles) - end))))
         return float(np.deg2rad(angles[ok][np.argmin(gap[ok])]))
@@ -153,11 +158,7 @@ def cut_angle(union, centre, clicks) -> float | None:
 
 def _runs(lab, centre, n_angles=720):
     """Per ray (``n_angles`` around ``centre``), the pieces it crosses, inside out."""
-    r, a, _ = _polar_image(lab > 0, centre, n_angles)
-    y = np.round(centre[0] + r[:, None] * np.sin(a)).astype(int)
-    x = np.round(centre[1] + r[:, None] * np.cos(a)).astype(int)
-    inside = (y >= 0) & (y < lab.shape[0]) & (x >= 0) & (x < lab.shape[1])
-    polar = np.where(inside, lab[np.clip(y, 0, lab.shape[0] - 1), np.clip(x, 0, lab.shape[1] - 1)], 0)
+    _, polar = _sample_rays(lab, centre, np.linspace(0, 2 * np.pi, n_angles, endpoint=False))
     out = []
     for col in polar.T:
         seq = col[col > 0]
