@@ -104,3 +104,14 @@ def test_propagate_command_bad_prompts(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:  # the prior's flow is one of FLOWS, checked by the parser
         main(["propagate", str(folder), "--prompts", str(bad), "--out", str(tmp_path / "o.zarr"), "--flow", "tv"])
     assert exc.value.code == 2 and "invalid choice: 'tv'" in capsys.readouterr().err
+
+
+def test_propagate_walk_switches_reach_the_walk():
+    from napari_scroll_sam.cli.main import build_parser
+    from napari_scroll_sam.cli.propagate import _walk_from_args
+
+    parse = lambda *extra: _walk_from_args(build_parser().parse_args(["propagate", "v", "--prompts", "p.csv", "--out", "o", *extra]))[1]  # noqa: E731
+    default = parse()
+    assert default.winding and default.recut and default.compete
+    off = parse("--no-winding", "--no-recut", "--no-compete")
+    assert not off.winding and not off.recut and not off.compete

@@ -50,7 +50,10 @@ class WalkConfig:
     compete : negative points on the other objects walking on the same slice; objects
         clicked together on one slice share the union of their masks out (``split_seeds``)
     winding : that share-out cuts a sheet that winds around a centre (a scroll) into turns
-        along one ray from the centre (``winding.py``); False: always the geodesic split
+        along one ray from the centre, the sheet completed from the image first
+        (``winding.py``); False: always the geodesic split
+    recut : objects walking together on a sheet that winds are re-cut into turns on every
+        slice, along that slice's inner-end ray (``recut.py``; needs ``compete`` and a prior)
     flow : the optical flow ("dis": OpenCV's DIS, fast; "ilk": scikit-image's Lucas-Kanade)
     flow_radius, flow_max_side, flow_warps, margin : ILK's window, the resolution cap (longer
         side of the box, px), ILK's warp iterations at most, the box margin (px)
@@ -72,6 +75,7 @@ class WalkConfig:
     corridor: float | None = 3.0
     compete: bool = True
     winding: bool = True
+    recut: bool = True
     flow: str = "ilk"
     flow_radius: int = 7
     flow_max_side: int = 256
@@ -243,7 +247,7 @@ def iou(a, b) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
-def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding: bool = True) -> list:
+def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding: bool = True, grey=None) -> list:
     """Objects prompted together on one slice (one click on each wrap, all at once) share the
     union of their masks out. A connected part of the union that holds several objects'
     clicks and winds around its centre (a scroll's wraps; ``winding``) is cut into turns
@@ -253,7 +257,9 @@ def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding:
     ``overlaps_only`` only the pixels several masks claim are shared out so (measured on the
     File-menu scroll, P3 of ``eval_quality``, small_hr at epoch 3: no split 0.31, overlaps
     only 0.43, the whole union 0.54). ``clicks``: per object an (n, 2) array of (y, x) positive
-    points (none: the mask's deepest point). Returns new masks (the inputs are not changed)."""
+    points (none: the mask's deepest point). ``grey``: (box, windowed pixels) of the slice
+    around the masks: a winding sheet is completed from the image before it is cut
+    (``winding.complete_sheet``). Returns new masks (the inputs are not changed)."""
     from skimage.segmentation import watershed
 
     from ..prompts import farthest_from_boundary
@@ -278,13 +284,15 @@ def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding:
         return masks
     inside = union[y0:y1, x0:x1] | (markers > 0)
     ws = watershed(np.zeros(markers.shape, np.float32), markers, mask=inside)
+    sheet = union[y0:y1, x0:x1]
     if winding and not overlaps_only:  # the parts that wind around a centre: by turns
         from .winding import winding_labels
 
-        turns = winding_labels(masks, points)
+        turns = winding_labels(masks, points, grey=grey)
         if turns is not None:
             turns = turns[y0:y1, x0:x1]
             ws = np.where(turns > 0, turns, ws)
+            sheet = sheet | (turns > 0)  # the sheet completed from the image
     count = np.sum([m[y0:y1, x0:x1] for m in masks], axis=0)
     out = []
     for k, m in enumerate(masks, start=1):
@@ -294,7 +302,7 @@ def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding:
         if overlaps_only:
             crop &= (count <= 1) | mine
         else:
-            crop[:] = mine & union[y0:y1, x0:x1] if (markers == k).any() else crop
+            crop[:] = mine & sheet if (markers == k).any() else crop
         out.append(new)
     return out
 

@@ -54,6 +54,7 @@ from . import engine
 from .engine import SliceImages, WalkConfig
 from .prior import grow_box, mask_box
 from .plan import Seed, Walk, plan_walks, validate
+from .recut import recut
 from .stop import PropagationError, StopRule
 
 
@@ -147,8 +148,9 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
                 results.append((s, mask, logits, iou))
         prompted = [i for i, (s, *_rest) in enumerate(results) if s.mask is None]
         if cfg.compete and len(prompted) > 1:  # several objects clicked on one slice: they share it out
-            split = engine.split_seeds([results[i][1] for i in prompted],
-                                       [_positives(results[i][0]) for i in prompted], winding=cfg.winding)
+            masks = [results[i][1] for i in prompted]
+            split = engine.split_seeds(masks, [_positives(results[i][0]) for i in prompted], winding=cfg.winding,
+                                       grey=_grey(images, z, masks) if cfg.winding else None)
             for i, m in zip(prompted, split):
                 s, _, logits, iou = results[i]
                 results[i] = (s, m, None, iou)
@@ -208,6 +210,9 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
         else:
             prior = sdf > 0
         priors.append((prior, f.displacement(w.mask), sdf))
+    if compete and cfg.recut and cfg.prior is not None:  # the turns of a scroll, cut at this slice's inner end
+        cut = recut([p for p, _, _ in priors], _grey(images, z, [p for p, _, _ in priors]))
+        priors = [(c, d, s) for c, (_, d, s) in zip(cut, priors)]
     prompts, carried_only = [], []
     held = engine.held([p for p, _, _ in priors]) if compete else None
     for i, (w, (prior, _, _)) in enumerate(zip(here, priors)):
@@ -291,6 +296,15 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
         if r.stopped is None:
             r.overlap = written.get(r.object_id, 0)
         yield r
+
+
+def _grey(images, z, masks):
+    """(box, windowed pixels) of slice ``z`` around the union of ``masks`` (None: all empty)."""
+    b = mask_box(np.logical_or.reduce(masks))
+    if b is None:
+        return None
+    box = grow_box(b, 2, masks[0].shape)
+    return box, images.crop(z, box)
 
 
 def _positives(seed) -> np.ndarray:

@@ -31,6 +31,7 @@ STEP_DEG = 2  # the angles tried for the cut
 CUT_HALF_WIDTH = 1.0  # px each side of the ray
 MIN_END_JUMP = 3.0  # px: the innermost crossing's jump that marks the sheet's inner end
 SNAP_PX = 2  # a click this close to its own mask counts as on it
+HULL_PX = 3  # the scroll's outline: its sheet's convex hull, so much wider
 MAX_SIDE = 1024  # the ray is searched on the union pooled to at most this many px a side
 
 
@@ -40,7 +41,8 @@ def sheet_centre(union) -> np.ndarray:
     return np.array(ndimage.center_of_mass(closed))
 
 
-def _polar(shape, centre):
+def offsets(shape, centre):
+    """Every pixel's (dy, dx) from ``centre``."""
     yy, xx = np.indices(shape, dtype=np.float64)
     return yy - centre[0], xx - centre[1]
 
@@ -64,7 +66,9 @@ def winds(union, centre) -> bool:
     return bool(counts.min() >= MIN_CROSSINGS and np.ptp(counts) <= max(2.0, SPREAD * np.median(counts)))
 
 
-def _pieces(union, dy, dx, alpha):
+def cut_pieces(union, dy, dx, alpha):
+    """The union cut along the ray at ``alpha`` (``dy``, ``dx``: ``offsets``), labelled
+    (0: the cut, ``CUT_HALF_WIDTH`` px each side of the ray, and outside)."""
     ux, uy = np.cos(alpha), np.sin(alpha)
     cut = (dx * ux + dy * uy > 0) & (np.abs(dy * ux - dx * uy) <= CUT_HALF_WIDTH)
     return ndimage.label(union & ~cut)[0]
@@ -129,13 +133,13 @@ def cut_angle(union, centre, clicks) -> float | None:
     there), or the nearest angle to it that leaves each object's clicks on pieces of their
     own (``clicks``: per object an (n, 2) array), or the inner end's when none does; with
     no inner end to see, the angle farthest from every click that separates them, or None."""
-    dy, dx = _polar(union.shape, centre)
+    dy, dx = offsets(union.shape, centre)
     points = _points(clicks, union.shape, on=union)
     end = inner_end_angle(union, centre)
-    if end is not None and _separates(_pieces(union, dy, dx, end), points):
+    if end is not None and _separates(cut_pieces(union, dy, dx, end), points):
         return end  # the usual case: no search of the other angles
     angles = np.arange(0, 360, STEP_DEG)
-    ok = np.array([_separates(_pieces(union, dy, dx, a), points) for a in np.deg2rad(angles)])
+    ok = np.array([_separates(cut_pieces(union, dy, dx, a), points) for a in np.deg2rad(angles)])
     if end is not None:
         if not ok.any():
             return end  # no ray separates them (the mask bridges two turns): cut at the end anyway
@@ -197,7 +201,7 @@ def _by_turn_order(lab, owner: dict, centre) -> dict:
     return {piece: int(np.argmax(v)) for piece, v in votes.items()}
 
 
-def _turn_markers(union, centre, clicks):
+def _turn_markers(union, centre, clicks, found=None):
     """The union's pieces (cut along the chosen ray) labelled with their object (0: the cut,
     pieces no one owns); a piece holding several objects' clicks (turns the mask bridges),
     and a click on the cut, keep only the clicks as markers, for the caller's watershed to
@@ -207,8 +211,8 @@ def _turn_markers(union, centre, clicks):
     alpha = cut_angle(union, centre, clicks)
     if alpha is None:
         return None
-    dy, dx = _polar(union.shape, centre)
-    lab = _pieces(union, dy, dx, alpha)
+    dy, dx = offsets(union.shape, centre)
+    lab = cut_pieces(union, dy, dx, alpha)
     points = _points(clicks, union.shape, on=union)
     holders: dict = {}
     for k, pts in enumerate(points, start=1):
@@ -221,6 +225,11 @@ def _turn_markers(union, centre, clicks):
     for piece, k in owner.items():
         lut[piece] = k
     markers = lut[lab]
+    if found is not None:  # a completed sheet: its turns the masks never touched and no one clicked go
+        seen = np.zeros(lab.max() + 1, bool)
+        seen[np.unique(lab[found])] = True
+        seen[list(holders)] = True
+        markers[~seen[lab]] = -1
     for k, pts in enumerate(points, start=1):
         for y, x in pts:
             if lab[y, x] == 0 or int(lab[y, x]) in shared:
@@ -254,7 +263,43 @@ def _keep_apart(markers) -> np.ndarray:
     return np.where((markers > 0) & ((hi != markers) | (lo != markers)), 0, markers)
 
 
-def winding_labels(masks, clicks, centre=None, max_side: int = MAX_SIDE) -> np.ndarray | None:
+def complete_sheet(union, image, min_size: int = 16) -> np.ndarray:
+    """The sheet the model's masks found, completed with what the image shows of it: the
+    pixels of ``image`` (windowed grey, the union's shape) brighter than Otsu's threshold
+    inside the scroll's outline (the union's convex hull, ``HULL_PX`` wider: the outer rim of
+    a gap in the outermost turn bulges past the hull's chord), in parts that touch the
+    union (bright specks under ``min_size`` px dropped). The model's masks of one click per
+    wrap leave gaps along the turns (a tenth of the File-menu scroll's sheet, a whole turn
+    near its centre on phantom seed 1); the image shows them."""
+    from skimage.filters import threshold_otsu
+    from skimage.morphology import remove_small_objects
+
+    from skimage.morphology import convex_hull_image
+
+    disc = ndimage.binary_dilation(convex_hull_image(union), iterations=HULL_PX)
+    vals = image[disc]
+    if vals.size < 2 or np.ptp(vals) == 0:
+        return union
+    bright = (image > threshold_otsu(vals)) & disc & ~union
+    bright = remove_small_objects(bright, max_size=min_size - 1)
+    lab, _ = ndimage.label(bright | union)
+    keep = np.unique(lab[union])
+    return np.isin(lab, keep[keep > 0])
+
+
+def grey_in(grey, box) -> np.ndarray | None:
+    """The windowed slice ``grey`` = (its box, its pixels) inside ``box``; None when ``grey``
+    is None or does not cover ``box``."""
+    if grey is None:
+        return None
+    (gy0, gx0, gy1, gx1), arr = grey
+    y0, x0, y1, x1 = box
+    if not (gy0 <= y0 and gx0 <= x0 and y1 <= gy1 and x1 <= gx1):
+        return None
+    return np.asarray(arr)[y0 - gy0:y1 - gy0, x0 - gx0:x1 - gx0]
+
+
+def winding_labels(masks, clicks, centre=None, max_side: int = MAX_SIDE, grey=None) -> np.ndarray | None:
     """Share the union of ``masks`` out by winding. The union must wind around its centre
     (``centre`` (y, x), default ``sheet_centre``; the model's masks of one scroll slice come
     in 13–28 pieces, the largest 25–57 % of the union, so the union as a whole is the sheet,
@@ -265,7 +310,9 @@ def winding_labels(masks, clicks, centre=None, max_side: int = MAX_SIDE) -> np.n
     union's box, the ray searched at most ``max_side`` px a side (a larger box is pooled: an
     8k² scroll slice by 8). Returns int32 labels (k: the k-th object, 1-based; 0: not
     shared out here: a part holding one object's clicks only), or None when the union does
-    not wind or no ray is found."""
+    not wind or no ray is found. ``grey``: (box, windowed pixels) of the slice, covering the
+    union's box: the sheet is completed from the image first (``complete_sheet``), and
+    its turns that neither the masks touch nor a click holds are left out."""
     from skimage.measure import block_reduce
     from skimage.segmentation import watershed
 
@@ -281,18 +328,30 @@ def winding_labels(masks, clicks, centre=None, max_side: int = MAX_SIDE) -> np.n
     clicks = [np.asarray(c, float).reshape(-1, 2) - (y0, x0) for c in clicks]
     f = int(np.ceil(max(union.shape) / max_side))
     small = union if f == 1 else block_reduce(union, (f, f), np.any)
+    given = centre is not None
+    centre = (np.asarray(centre, float) - (y0, x0)) / f if given else sheet_centre(small)
+    found, image = None, grey_in(grey, (y0, x0, y1, x1))
+    if image is not None and winds(small, centre):
+        found = small
+        union = complete_sheet(union, image)
+        small = union if f == 1 else block_reduce(union, (f, f), np.any)
+        centre = centre if given else sheet_centre(small)
     small_clicks = [c / f for c in clicks]
     sheet = small
-    centre = sheet_centre(sheet) if centre is None else (np.asarray(centre, float) - (y0, x0)) / f
-    markers = _turn_markers(sheet, centre, small_clicks)
+    markers = _turn_markers(sheet, centre, small_clicks, found)
     if markers is None:
         return None
+    if found is not None:
+        sheet = sheet & (markers >= 0)
+        markers = np.maximum(markers, 0)
     if f > 1:
         sheet = np.repeat(np.repeat(sheet, f, 0), f, 1)[: union.shape[0], : union.shape[1]] & union
         markers = np.repeat(np.repeat(_keep_apart(markers), f, 0), f, 1)[: union.shape[0], : union.shape[1]] * sheet
         for k, pts in enumerate(_points(clicks, union.shape, on=sheet), start=1):
             for y, x in pts:  # each click marks its own pixel at full resolution
                 markers[y, x] = k
+    if found is not None:
+        union = sheet
     ws = watershed(np.zeros(union.shape, np.float32), markers, mask=sheet)
     parts, _ = ndimage.label(union, np.ones((3, 3), bool))
     owners: dict = {}
@@ -310,3 +369,4 @@ def winding_split(masks, clicks, centre=None, max_side: int = MAX_SIDE) -> list 
     """``winding_labels`` as one mask per object (None when no part winds)."""
     lab = winding_labels(masks, clicks, centre, max_side)
     return None if lab is None else [lab == k for k in range(1, len(masks) + 1)]
+

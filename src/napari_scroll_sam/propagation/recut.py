@@ -1,0 +1,75 @@
+"""The turns of a scroll re-cut on every slice of the walk.
+
+Objects clicked on one slice of a scroll, one per wrap, are cut into turns there along the
+ray through the sheet's inner end (``winding.py``). The walk then carries each turn to the
+next slice with the motion prior, and the cut goes with it. But a scroll's inner end turns
+with depth, and the flow does not follow it: along the sheet the papyrus moves radially,
+so a cut carried by the flow stays where it was, and each turn gains a piece of the next
+one slice after slice (on the File-menu scroll 3–6 % of each wrap's voxels sat on its
+neighbour by the ends of the walk). ``recut`` cuts the objects' union on the new slice along
+that slice's inner-end ray, completed from the image (``winding.complete_sheet``: the gaps
+the model's masks leave along the sheet), and gives each piece to the object holding most
+of it; pieces no object holds are left out. Nothing changes when the union does not wind,
+no inner end is seen, or an object would lose or take more than ``MOVE`` of its mask (an
+end seen in the wrong place: a gap in the innermost turn).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .prior import grow_box, mask_box
+from .winding import MAX_SIDE, complete_sheet, cut_pieces, grey_in, inner_end_angle, offsets, sheet_centre, winds
+
+MOVE = 0.15  # of an object's mask, the most a re-cut may move or take
+
+
+def recut(masks, grey=None, max_side: int = MAX_SIDE, move: float | None = None) -> list:
+    """The objects' ``masks`` (H, W) of one slice re-cut into turns along the ray through
+    the sheet's inner end (see the module doc). ``grey``: (box, windowed pixels) of the
+    slice covering the masks' box, for completing the sheet (None: the union as it is).
+    ``move``: default ``MOVE``. Returns new masks (the inputs unchanged), or the inputs when
+    nothing is re-cut."""
+    from skimage.measure import block_reduce
+    from skimage.segmentation import watershed
+
+    move = MOVE if move is None else move
+    masks = [np.asarray(m, bool) for m in masks]
+    if len(masks) < 2:
+        return masks
+    full = np.logical_or.reduce(masks)
+    if not full.any():
+        return masks
+    box = grow_box(mask_box(full), 1, full.shape)
+    y0, x0, y1, x1 = box
+    union = full[y0:y1, x0:x1]
+    f = int(np.ceil(max(union.shape) / max_side))
+    small = union if f == 1 else block_reduce(union, (f, f), np.any)
+    centre = sheet_centre(small)
+    if not winds(small, centre):
+        return masks
+    end = inner_end_angle(small, centre)
+    if end is None:
+        return masks
+    image = grey_in(grey, box)
+    sheet = union if image is None else complete_sheet(union, image)
+    dy, dx = offsets(union.shape, centre * f + (f - 1) / 2)
+    lab = cut_pieces(sheet, dy, dx, end)
+    crops = [m[y0:y1, x0:x1] for m in masks]
+    votes = np.stack([np.bincount(lab[c], minlength=int(lab.max()) + 1) for c in crops])  # object x piece
+    votes[:, 0] = 0
+    lut = np.where(votes.max(axis=0) > 0, votes.argmax(axis=0) + 1, -1).astype(np.int32)
+    lut[0] = 0  # the cut: to the nearest piece along the sheet
+    markers = lut[lab]
+    ws = watershed(np.zeros(union.shape, np.float32), np.maximum(markers, 0), mask=sheet & (markers >= 0))
+    held = np.sum(crops, axis=0)
+    out = []
+    for k, (m, c) in enumerate(zip(masks, crops), start=1):
+        new = ws == k
+        lost, taken = int((c & ~new).sum()), int((new & ~c & (held > 0)).sum())
+        if max(lost, taken) > move * c.sum():
+            return masks
+        o = m.copy()
+        o[y0:y1, x0:x1] = new
+        out.append(o)
+    return out

@@ -1,0 +1,145 @@
+"""A scroll's sheet completed from the image (winding.complete_sheet) and its turns re-cut on
+the walk's slices (propagation/recut.py)."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_scroll_sam.io.phantom import scroll_phantom
+from napari_scroll_sam.prompts import farthest_from_boundary
+from napari_scroll_sam.propagation import Seed, WalkConfig, propagate
+from napari_scroll_sam.propagation.engine import split_seeds
+from napari_scroll_sam.propagation.prior import window
+from napari_scroll_sam.propagation.recut import recut
+from napari_scroll_sam.propagation.winding import complete_sheet, sheet_centre
+
+
+def _iou(a, b):
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    image, sheets, _ = scroll_phantom((64, 256, 256), seed=0, wraps=8)
+    return np.asarray(image), np.asarray(sheets)
+
+
+def _grey(image_slice):
+    h, w = image_slice.shape
+    return (0, 0, h, w), window(image_slice, (7000, 40000))
+
+
+def _angles(shape, centre):
+    yy, xx = np.indices(shape)
+    return np.arctan2(yy - centre[0], xx - centre[1])
+
+
+def _gappy(gt, wraps, centre, width_deg=35):
+    """Each wrap's true mask with an arc cut out of it (what the model's masks leave)."""
+    ang = _angles(gt.shape, centre)
+    out = []
+    for i, w in enumerate(wraps):
+        gap = np.abs(np.angle(np.exp(1j * (ang - 0.9 * i - 1.0)))) < np.deg2rad(width_deg / 2)
+        out.append((gt == w) & ~gap)
+    return out
+
+
+def test_the_image_fills_the_gaps_the_masks_leave_along_the_sheet(phantom):
+    image, sheets = phantom
+    gt = sheets[32]
+    centre = sheet_centre(gt > 0)
+    masks = _gappy(gt, range(1, 9), centre)
+    masks[0] = np.zeros_like(masks[0])  # the innermost turn not found at all (phantom seed 1)
+    clicks = [farthest_from_boundary(gt == w)[None] for w in range(1, 9)]
+    plain = split_seeds(masks, clicks)
+    filled = split_seeds(masks, clicks, grey=_grey(image[32]))
+    plain_iou = [_iou(m, gt == w) for w, m in zip(range(1, 9), plain)]
+    filled_iou = [_iou(m, gt == w) for w, m in zip(range(1, 9), filled)]
+    assert min(filled_iou) > 0.9 and np.mean(filled_iou) > 0.95, filled_iou
+    assert np.mean(filled_iou) > np.mean(plain_iou) + 0.05
+    assert (np.logical_or.reduce(filled) & ~ndimage.binary_dilation(gt > 0, iterations=2)).sum() == 0  # no air
+    assert not np.logical_and(filled[2], filled[3]).any()
+
+
+def test_turns_no_one_clicked_or_found_are_not_added(phantom):
+    """Clicks on wraps 3-6 only: the image shows the whole spiral, but its other turns (inside
+    the clicked ones, or beyond) are left alone."""
+    image, sheets = phantom
+    gt = sheets[32]
+    centre = sheet_centre(gt > 0)
+    masks = _gappy(gt, (3, 4, 5, 6), centre)
+    clicks = [farthest_from_boundary(gt == w)[None] for w in (3, 4, 5, 6)]
+    out = split_seeds(masks, clicks, grey=_grey(image[32]))
+    for w, m in zip((3, 4, 5, 6), out):
+        assert _iou(m, gt == w) > 0.9
+    got = np.logical_or.reduce(out)
+    for w in (1, 2, 7, 8):
+        assert (got & (gt == w)).sum() < 0.03 * (gt == w).sum(), w
+
+
+def test_complete_sheet_keeps_to_the_scrolls_outline():
+    """A bright blob outside the scroll's outline is not part of its sheet."""
+    yy, xx = np.mgrid[:80, :80]
+    ring = np.abs(np.hypot(yy - 40, xx - 40) - 20) < 2
+    image = np.where(ring, 0.9, 0.1).astype(np.float32)
+    image[2:8, 2:8] = 0.9
+    union = ring & (np.abs(xx - 40) > 6) & (np.abs(yy - 40) > 6)  # four gaps
+    done = complete_sheet(union, image)
+    assert _iou(done, ring) > 0.95 and not done[2:8, 2:8].any()
+
+
+def _moved_cut(gt, centre, end, deg):
+    """The true turns with the cut between each turn and the next moved ``deg`` back: what
+    the flow carries when the sheet's inner end turns with depth."""
+    ang = _angles(gt.shape, centre)
+    sector = (np.angle(np.exp(1j * (ang - end))) < 0) & (np.angle(np.exp(1j * (ang - end))) > -np.deg2rad(deg))
+    lab = np.where(sector & (gt > 0) & (gt < gt.max()), gt + 1, gt)
+    return [lab == w for w in range(1, int(gt.max()) + 1)]
+
+
+def test_recut_moves_a_carried_cut_back_to_the_inner_end(phantom):
+    _, sheets = phantom
+    gt = sheets[32]
+    centre = sheet_centre(gt > 0)
+    contact = ndimage.binary_dilation(gt == 1) & (gt == 2)
+    yy, xx = np.nonzero(contact)
+    end = np.arctan2(yy.mean() - centre[0], xx.mean() - centre[1])
+    carried = _moved_cut(gt, centre, end, 20)
+    before = [_iou(m, gt == w) for w, m in zip(range(1, 9), carried)]
+    after = [_iou(m, gt == w) for w, m in zip(range(1, 9), recut(carried))]
+    assert np.mean(before) < 0.95 and min(after) > 0.97, (before, after)
+    # a cut far from the end seen (a turn off by half): more than MOVE would move, so nothing does
+    wild = _moved_cut(gt, centre, end, 150)
+    assert all((a == b).all() for a, b in zip(recut(wild), wild))
+
+
+def test_recut_leaves_objects_that_do_not_wind_alone():
+    yy, xx = np.mgrid[:64, :96]
+    a = (yy - 32) ** 2 + (xx - 30) ** 2 <= 15 ** 2
+    b = ((yy - 32) ** 2 + (xx - 58) ** 2 <= 15 ** 2) & ~a
+    out = recut([a, b])
+    assert (out[0] == a).all() and (out[1] == b).all()
+
+
+def test_the_walk_follows_a_turning_inner_end(phantom, tmp_path):
+    """The true masks of the middle slice as seeds, an oracle-free walk (prior alone: the
+    model is asked on no slice past the seed) through the 64 slices: with the re-cut each wrap's
+    mask stays on its own wrap; without it the carried cut drifts onto the next."""
+    from tests.helpers import tiny_model
+    from napari_scroll_sam.io.volume import Volume
+    from napari_scroll_sam.sam.embeddings import SliceEmbedder
+
+    image, sheets = phantom
+    sub = slice(0, 64)
+    vol = Volume(levels=[image[sub]], contrast_limits=(7000, 40000), name="scroll")
+    emb = SliceEmbedder(tiny_model(), vol, cache=tmp_path / "cache")
+    gt = sheets[sub]
+    scores = {}
+    for on in (True, False):
+        labels = np.zeros(gt.shape, np.uint32)
+        seeds = [Seed(w, 32, mask=gt[32] == w) for w in range(1, 9)]
+        walk = WalkConfig(recut=on, model_every=1000)
+        list(propagate(emb, seeds, labels, walk=walk))
+        wrong = ((labels > 0) & (gt > 0) & (labels != gt)).sum() / max((labels > 0).sum(), 1)
+        scores[on] = wrong
+    assert scores[True] < 0.02 and scores[True] < scores[False] / 2, scores
