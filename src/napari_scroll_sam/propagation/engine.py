@@ -143,6 +143,14 @@ class SliceImages:
         self._cache[z] = (box, arr)
         return arr
 
+    def around(self, z, masks, pad: int = 2):
+        """(box, windowed pixels) of slice ``z`` around the union of ``masks`` (None: all empty)."""
+        b = mask_box(np.logical_or.reduce(masks))
+        if b is None:
+            return None
+        box = grow_box(b, pad, masks[0].shape)
+        return box, self.crop(z, box)
+
 
 def _union(boxes):
     b = np.array(boxes)

@@ -12,10 +12,10 @@ How it walks (``plan.plan_walks``):
    taken as drawn when the seed carries a mask, and written. Anchors are never
    changed afterwards. Objects prompted together on one slice (``WalkConfig.compete``)
    share it out (``engine.split_seeds``): a sheet that winds around a centre (one click
-   on each wrap of a scroll) is cut into turns along one ray from the centre
-   (``winding.py``); otherwise every pixel their masks claim goes to the object whose
-   clicks are nearest along those pixels. Each mask so stops spreading onto the
-   neighbouring wraps.
+   on each wrap of a scroll) is completed from the image and cut into turns along one
+   ray from the centre (``winding.py``); otherwise every pixel their masks claim goes
+   to the object whose clicks are nearest along those pixels. Each mask so stops
+   spreading onto the neighbouring wraps.
 2. *Gaps.* Between two anchors of one object the gap is filled from both sides:
    the lower half walks up from the lower anchor, the upper half down from the
    upper one, and they meet in the middle.
@@ -25,7 +25,8 @@ How it walks (``plan.plan_walks``):
 
 Each step (``engine``): the motion prior carries the object's accepted masks to the
 next slice, prompts the model, and judges its answer (model, prior); ``SliceReport.source``
-says which was kept. With ``WalkConfig.model_every`` = n the model is asked on every n-th
+says which was kept. Objects walking together on a sheet that winds (a scroll's turns) have
+their priors re-cut at that slice's inner end first (``recut.py``, ``WalkConfig.recut``). With ``WalkConfig.model_every`` = n the model is asked on every n-th
 slice only and the prior alone carries the others ("carried": never encoded); carried
 slices are written once the model sees the object again, and when it then answers nothing
 (or a stop rule fires) the walk rewinds to the last slice the model saw and walks the
@@ -150,7 +151,7 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
         if cfg.compete and len(prompted) > 1:  # several objects clicked on one slice: they share it out
             masks = [results[i][1] for i in prompted]
             split = engine.split_seeds(masks, [_positives(results[i][0]) for i in prompted], winding=cfg.winding,
-                                       grey=_grey(images, z, masks) if cfg.winding else None)
+                                       grey=images.around(z, masks) if cfg.winding else None)
             for i, m in zip(prompted, split):
                 s, _, logits, iou = results[i]
                 results[i] = (s, m, None, iou)
@@ -211,7 +212,7 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
             prior = sdf > 0
         priors.append((prior, f.displacement(w.mask), sdf))
     if compete and cfg.recut and cfg.prior is not None:  # the turns of a scroll, cut at this slice's inner end
-        cut = recut([p for p, _, _ in priors], _grey(images, z, [p for p, _, _ in priors]))
+        cut = recut([p for p, _, _ in priors], images.around(z, [p for p, _, _ in priors]))
         priors = [(c, d, s) for c, (_, d, s) in zip(cut, priors)]
     prompts, carried_only = [], []
     held = engine.held([p for p, _, _ in priors]) if compete else None
@@ -296,15 +297,6 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
         if r.stopped is None:
             r.overlap = written.get(r.object_id, 0)
         yield r
-
-
-def _grey(images, z, masks):
-    """(box, windowed pixels) of slice ``z`` around the union of ``masks`` (None: all empty)."""
-    b = mask_box(np.logical_or.reduce(masks))
-    if b is None:
-        return None
-    box = grow_box(b, 2, masks[0].shape)
-    return box, images.crop(z, box)
 
 
 def _positives(seed) -> np.ndarray:
