@@ -151,7 +151,7 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
         if cfg.compete and len(prompted) > 1:  # several objects clicked on one slice: they share it out
             masks = [results[i][1] for i in prompted]
             split = engine.split_seeds(masks, [_positives(results[i][0]) for i in prompted], winding=cfg.winding,
-                                       grey=images.around(z, masks) if cfg.winding else None)
+                                       grey=(lambda: images.around(z, masks)) if cfg.winding else None)
             for i, m in zip(prompted, split):
                 s, _, logits, iou = results[i]
                 results[i] = (s, m, None, iou)
@@ -212,7 +212,8 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
             prior = sdf > 0
         priors.append((prior, f.displacement(w.mask), sdf))
     if compete and cfg.recut and cfg.prior is not None:  # the turns of a scroll, cut at this slice's inner end
-        cut = recut([p for p, _, _ in priors], images.around(z, [p for p, _, _ in priors]))
+        ps = [p for p, _, _ in priors]
+        cut = recut(ps, lambda: images.around(z, ps))
         priors = [(c, d, s) for c, (_, d, s) in zip(cut, priors)]
     prompts, carried_only = [], []
     held = engine.held([p for p, _, _ in priors]) if compete else None

@@ -31,6 +31,7 @@ STEP_DEG = 2  # the angles tried for the cut
 CUT_HALF_WIDTH = 1.0  # px each side of the ray
 MIN_END_JUMP = 3.0  # px: the innermost crossing's jump that marks the sheet's inner end
 SNAP_PX = 2  # a click this close to its own mask counts as on it
+FOUND_SHARE = 0.5  # the image completes a turn of the sheet only where the masks hold this much of it
 HULL_PX = 3  # the scroll's outline: its sheet's convex hull, so much wider
 MAX_SIDE = 1024  # the ray is searched on the union pooled to at most this many px a side
 
@@ -42,9 +43,11 @@ def sheet_centre(union) -> np.ndarray:
 
 
 def offsets(shape, centre):
-    """Every pixel's (dy, dx) from ``centre``."""
-    yy, xx = np.indices(shape, dtype=np.float64)
-    return yy - centre[0], xx - centre[1]
+    """Every pixel's (dy, dx) from ``centre``, as a column and a row that broadcast (an 8k²
+    slice's full pair would be 0.5 GB)."""
+    dy = np.arange(shape[0], dtype=np.float32)[:, None] - np.float32(centre[0])
+    dx = np.arange(shape[1], dtype=np.float32)[None, :] - np.float32(centre[1])
+    return dy, dx
 
 
 def crossings(union, centre, alpha) -> int:
@@ -225,11 +228,8 @@ def _turn_markers(union, centre, clicks, found=None):
     for piece, k in owner.items():
         lut[piece] = k
     markers = lut[lab]
-    if found is not None:  # a completed sheet: its turns the masks never touched and no one clicked go
-        seen = np.zeros(lab.max() + 1, bool)
-        seen[np.unique(lab[found])] = True
-        seen[list(holders)] = True
-        markers[~seen[lab]] = -1
+    if found is not None:  # a completed sheet: what the image added to a turn the masks hold little of goes
+        markers[weak_pieces(lab, found, holders) & ~found] = -1
     for k, pts in enumerate(points, start=1):
         for y, x in pts:
             if lab[y, x] == 0 or int(lab[y, x]) in shared:
@@ -263,6 +263,33 @@ def _keep_apart(markers) -> np.ndarray:
     return np.where((markers > 0) & ((hi != markers) | (lo != markers)), 0, markers)
 
 
+def weak_pieces(lab, found, keep=()) -> np.ndarray:
+    """Pixels of the pieces (``lab``) of a completed sheet that the masks (``found``) cover
+    under ``FOUND_SHARE`` of (pieces in ``keep``, e.g. those holding a click, excepted): a
+    turn the model's masks only touched. The image's pixels there are not the object's."""
+    n = int(lab.max()) + 1
+    total = np.bincount(lab.ravel(), minlength=n)
+    seen = np.bincount(lab[found], minlength=n)
+    weak = seen < FOUND_SHARE * total
+    weak[0] = False
+    weak[[int(k) for k in keep if 0 < int(k) < n]] = False
+    return weak[lab]
+
+
+def _outline(union, max_side: int = MAX_SIDE) -> np.ndarray:
+    """The union's convex hull, ``HULL_PX`` wider; on a large union the hull of the union
+    pooled to at most ``max_side`` px a side (its cost grows with the pixels)."""
+    from skimage.measure import block_reduce
+    from skimage.morphology import convex_hull_image
+
+    f = int(np.ceil(max(union.shape) / max_side))
+    if f == 1:
+        return ndimage.binary_dilation(convex_hull_image(union), iterations=HULL_PX)
+    small = ndimage.binary_dilation(convex_hull_image(block_reduce(union, (f, f), np.any)),
+                                    iterations=max(1, int(np.ceil(HULL_PX / f))))
+    return np.repeat(np.repeat(small, f, 0), f, 1)[: union.shape[0], : union.shape[1]]
+
+
 def complete_sheet(union, image, min_size: int = 16) -> np.ndarray:
     """The sheet the model's masks found, completed with what the image shows of it: the
     pixels of ``image`` (windowed grey, the union's shape) brighter than Otsu's threshold
@@ -272,16 +299,15 @@ def complete_sheet(union, image, min_size: int = 16) -> np.ndarray:
     wrap leave gaps along the turns (a tenth of the File-menu scroll's sheet, a whole turn
     near its centre on phantom seed 1); the image shows them."""
     from skimage.filters import threshold_otsu
-    from skimage.morphology import remove_small_objects
 
-    from skimage.morphology import convex_hull_image
-
-    disc = ndimage.binary_dilation(convex_hull_image(union), iterations=HULL_PX)
+    disc = _outline(union)
     vals = image[disc]
     if vals.size < 2 or np.ptp(vals) == 0:
         return union
     bright = (image > threshold_otsu(vals)) & disc & ~union
-    bright = remove_small_objects(bright, max_size=min_size - 1)
+    specks, n = ndimage.label(bright)
+    if n:
+        bright &= (np.bincount(specks.ravel(), minlength=n + 1) >= min_size)[specks]
     lab, _ = ndimage.label(bright | union)
     keep = np.unique(lab[union])
     return np.isin(lab, keep[keep > 0])
@@ -310,9 +336,10 @@ def winding_labels(masks, clicks, centre=None, max_side: int = MAX_SIDE, grey=No
     union's box, the ray searched at most ``max_side`` px a side (a larger box is pooled: an
     8k² scroll slice by 8). Returns int32 labels (k: the k-th object, 1-based; 0: not
     shared out here: a part holding one object's clicks only), or None when the union does
-    not wind or no ray is found. ``grey``: (box, windowed pixels) of the slice, covering the
-    union's box: the sheet is completed from the image first (``complete_sheet``), and
-    its turns that neither the masks touch nor a click holds are left out."""
+    not wind or no ray is found. ``grey``: (box, windowed pixels) of the slice covering the
+    union's box (or a function giving them, called only when the union winds): the sheet is
+    completed from the image first (``complete_sheet``), except on the turns the masks hold
+    under half of and no click holds (``weak_pieces``)."""
     from skimage.measure import block_reduce
     from skimage.segmentation import watershed
 
@@ -330,8 +357,10 @@ def winding_labels(masks, clicks, centre=None, max_side: int = MAX_SIDE, grey=No
     small = union if f == 1 else block_reduce(union, (f, f), np.any)
     given = centre is not None
     centre = (np.asarray(centre, float) - (y0, x0)) / f if given else sheet_centre(small)
-    found, image = None, grey_in(grey, (y0, x0, y1, x1))
-    if image is not None and winds(small, centre):
+    found = None
+    image = grey_in(grey() if callable(grey) else grey, (y0, x0, y1, x1)) if grey is not None and winds(
+        small, centre) else None
+    if image is not None:
         found = small
         union = complete_sheet(union, image)
         small = union if f == 1 else block_reduce(union, (f, f), np.any)
