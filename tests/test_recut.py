@@ -88,6 +88,20 @@ def test_complete_sheet_keeps_to_the_scrolls_outline():
     assert _iou(done, ring) > 0.95 and not done[2:8, 2:8].any()
 
 
+def _true_end(gt, centre):
+    """The angle of the phantom's inner end (where its wrap 1 meets wrap 2)."""
+    yy, xx = np.nonzero(ndimage.binary_dilation(gt == 1) & (gt == 2))
+    return np.arctan2(yy.mean() - centre[0], xx.mean() - centre[1])
+
+
+def _carried(gt, deg=20):
+    """The true turns with their cut moved ``deg`` back from the inner end (``_moved_cut``),
+    and the phantom's centre and inner end."""
+    centre = sheet_centre(gt > 0)
+    end = _true_end(gt, centre)
+    return _moved_cut(gt, centre, end, deg), centre, end
+
+
 def _moved_cut(gt, centre, end, deg):
     """The true turns with the cut between each turn and the next moved ``deg`` back: what
     the flow carries when the sheet's inner end turns with depth."""
@@ -98,13 +112,8 @@ def _moved_cut(gt, centre, end, deg):
 
 
 def test_recut_moves_a_carried_cut_back_to_the_inner_end(phantom):
-    _, sheets = phantom
-    gt = sheets[32]
-    centre = sheet_centre(gt > 0)
-    contact = ndimage.binary_dilation(gt == 1) & (gt == 2)
-    yy, xx = np.nonzero(contact)
-    end = np.arctan2(yy.mean() - centre[0], xx.mean() - centre[1])
-    carried = _moved_cut(gt, centre, end, 20)
+    gt = phantom[1][32]
+    carried, centre, end = _carried(gt)
     before = [_iou(m, gt == w) for w, m in zip(range(1, 9), carried)]
     after = [_iou(m, gt == w) for w, m in zip(range(1, 9), recut(carried))]
     assert np.mean(before) < 0.95 and min(after) > 0.97, (before, after)
@@ -167,9 +176,7 @@ def test_recut_completes_no_turn_the_masks_do_not_hold(phantom):
     image, sheets = phantom
     gt = sheets[32]
     centre = sheet_centre(gt > 0)
-    contact = ndimage.binary_dilation(gt == 1) & (gt == 2)
-    yy, xx = np.nonzero(contact)
-    end = np.arctan2(yy.mean() - centre[0], xx.mean() - centre[1])
+    end = _true_end(gt, centre)
     carried = [m for w, m in zip(range(1, 9), _moved_cut(gt, centre, end, 20)) if w in (3, 4, 5, 6)]
     out = recut(carried, _grey(image[32]))
     for w, before, after in zip((3, 4, 5, 6), carried, out):
@@ -182,9 +189,7 @@ def test_recut_on_a_pooled_union_matches_full_resolution(phantom):
     _, sheets = phantom
     gt = np.repeat(np.repeat(sheets[32], 2, 0), 2, 1)
     centre = sheet_centre(gt > 0)
-    contact = ndimage.binary_dilation(gt == 1) & (gt == 2)
-    yy, xx = np.nonzero(contact)
-    end = np.arctan2(yy.mean() - centre[0], xx.mean() - centre[1])
+    end = _true_end(gt, centre)
     carried = _moved_cut(gt, centre, end, 20)
     full, pooled = recut(carried, max_side=1024), recut(carried, max_side=128)
     assert min(_iou(m, gt == w) for w, m in zip(range(1, 9), pooled)) > 0.95
@@ -192,12 +197,6 @@ def test_recut_on_a_pooled_union_matches_full_resolution(phantom):
 
 
 def test_recut_refuses_to_move_more_than_move(phantom):
-    _, sheets = phantom
-    gt = sheets[32]
-    centre = sheet_centre(gt > 0)
-    contact = ndimage.binary_dilation(gt == 1) & (gt == 2)
-    yy, xx = np.nonzero(contact)
-    end = np.arctan2(yy.mean() - centre[0], xx.mean() - centre[1])
-    carried = _moved_cut(gt, centre, end, 20)
+    carried, _, _ = _carried(phantom[1][32])
     assert any((a != b).any() for a, b in zip(recut(carried), carried))
     assert all((a == b).all() for a, b in zip(recut(carried, move=0.01), carried))
