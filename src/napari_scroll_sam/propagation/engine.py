@@ -255,7 +255,8 @@ def iou(a, b) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
-def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding: bool = True, grey=None) -> list:
+def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding: bool = True, grey=None,
+                snap_to: tuple | None = None) -> list:
     """Objects prompted together on one slice (one click on each wrap, all at once) share the
     union of their masks out. A connected part of the union that holds several objects'
     clicks and winds around its centre (a scroll's wraps; ``winding``) is cut into turns
@@ -267,7 +268,10 @@ def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding:
     only 0.43, the whole union 0.54). ``clicks``: per object an (n, 2) array of (y, x) positive
     points (none: the mask's deepest point). ``grey``: (box, windowed pixels) of the slice
     around the masks: a winding sheet is completed from the image before it is cut
-    (``winding.complete_sheet``). Returns new masks (the inputs are not changed)."""
+    (``winding.complete_sheet``); with ``snap_to`` = (reach, sigma) the turns so found are
+    snapped to the image's edges as the walk's prior is (``prior.snap``; the File-menu
+    scroll's click slice 0.82–0.90 per wrap without). Returns new masks (the inputs are not
+    changed)."""
     from skimage.segmentation import watershed
 
     from ..prompts import farthest_from_boundary
@@ -292,7 +296,7 @@ def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding:
         return masks
     inside = union[y0:y1, x0:x1] | (markers > 0)
     ws = watershed(np.zeros(markers.shape, np.float32), markers, mask=inside)
-    sheet = union[y0:y1, x0:x1]
+    sheet, wound = union[y0:y1, x0:x1], False
     if winding and not overlaps_only:  # the parts that wind around a centre: by turns
         from .winding import winding_labels
 
@@ -301,6 +305,7 @@ def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding:
             turns = turns[y0:y1, x0:x1]
             ws = np.where(turns > 0, turns, ws)
             sheet = sheet | (turns > 0)  # the sheet completed from the image
+            wound = True
     count = np.sum([m[y0:y1, x0:x1] for m in masks], axis=0)
     out = []
     for k, m in enumerate(masks, start=1):
@@ -312,6 +317,26 @@ def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding:
         else:
             crop[:] = mine & sheet if (markers == k).any() else crop
         out.append(new)
+    if wound and snap_to is not None and grey is not None:
+        out = _snap_turns(out, grey() if callable(grey) else grey, *snap_to)
+    return out
+
+
+def _snap_turns(masks, grey, reach, sigma) -> list:
+    """Each turn snapped to the image's edges (``prior.snap``), never onto another's."""
+    from .prior import signed_distance
+    from .winding import grey_in
+
+    count = held(masks)
+    out = []
+    for m in masks:
+        b = mask_box(m)
+        image = grey_in(grey, grow_box(b, 8, m.shape)) if b is not None else None
+        if image is None:
+            out.append(m)
+            continue
+        box = grow_box(b, 8, m.shape)
+        out.append(snap(signed_distance(m), image, box, reach, sigma, held_by_others(count, m, box)))
     return out
 
 

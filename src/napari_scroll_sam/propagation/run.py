@@ -151,7 +151,8 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
         if cfg.compete and len(prompted) > 1:  # several objects clicked on one slice: they share it out
             masks = [results[i][1] for i in prompted]
             split = engine.split_seeds(masks, [_positives(results[i][0]) for i in prompted], winding=cfg.winding,
-                                       grey=(lambda: images.around(z, masks)) if cfg.winding else None)
+                                       grey=(lambda: images.around(z, masks, pad=12)) if cfg.winding else None,
+                                       snap_to=(cfg.snap, cfg.snap_sigma) if cfg.snap is not None else None)
             for i, m in zip(prompted, split):
                 s, _, logits, iou = results[i]
                 results[i] = (s, m, None, iou)
