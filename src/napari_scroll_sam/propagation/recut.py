@@ -48,21 +48,23 @@ def _dead_ends(added, union, near: float = 2.0) -> np.ndarray:
     return out
 
 
-def _turns_inside(union, sheet, centre) -> bool:
-    """Whether the image's sheet has turns inside the masks' innermost one (wraps left
-    unclicked near the centre): along the rays from the centre the sheet's first crossing
-    comes more than half a turn's spacing before the masks' (median over the rays). Then the
-    masks' inner end is where their own innermost turn was cut, not the sheet's."""
+def _turns_beyond(union, sheet, centre) -> tuple[bool, bool]:
+    """Whether the image's sheet has turns inside the masks' innermost one, and outside their
+    outermost one (wraps left unclicked): along the rays from the centre the sheet's first
+    (last) crossing comes more than half a turn's spacing before (after) the masks' (median
+    over the rays). Inside: the masks' inner end is where their own innermost turn was cut,
+    not the sheet's. Outside: the image's sheet runs on past the outermost turn's end."""
     r, _, polar = _polar_image(union, centre, 180)
     _, _, spolar = _polar_image(sheet, centre, 180)
     hit = polar.any(axis=0) & spolar.any(axis=0)
     if not hit.any():
-        return False
-    first_u = r[np.argmax(polar, axis=0)][hit]
-    first_s = r[np.argmax(spolar, axis=0)][hit]
+        return False, False
+    last = len(r) - 1
+    first_u, first_s = r[np.argmax(polar, axis=0)][hit], r[np.argmax(spolar, axis=0)][hit]
+    last_u, last_s = r[last - np.argmax(polar[::-1], axis=0)][hit], r[last - np.argmax(spolar[::-1], axis=0)][hit]
     rises = [r[1:][np.diff(col.astype(np.int8)) == 1] for col in polar.T[hit]]
     spacing = np.median([np.median(np.diff(x)) for x in rises if len(x) > 1] or [np.inf])
-    return bool(np.median(first_u - first_s) > 0.5 * spacing)
+    return bool(np.median(first_u - first_s) > 0.5 * spacing), bool(np.median(last_s - last_u) > 0.5 * spacing)
 
 
 def recut(masks, grey=None, max_side: int = MAX_SIDE, move: float | None = None) -> list:
@@ -96,13 +98,17 @@ def recut(masks, grey=None, max_side: int = MAX_SIDE, move: float | None = None)
         return masks
     image = grey_in(grey() if callable(grey) else grey, box)
     sheet = union if image is None else complete_sheet(union, image)
-    if image is not None and _turns_inside(union, sheet, centre):
+    inside, outside = _turns_beyond(union, sheet, centre) if image is not None else (False, False)
+    if inside:
         return masks
     dy, dx = offsets(union.shape, centre)
     lab = cut_pieces(sheet, dy, dx, end)
     if image is not None:  # the image completes only gaps inside the turns the masks hold most of
         added = sheet & ~union
-        sheet = sheet & ~(weak_pieces(lab, union) & added) & ~_dead_ends(added & (lab > 0), union)
+        drop = weak_pieces(lab, union) & added
+        if outside:  # unclicked turns beyond the outermost: no creeping onto them over a bridge
+            drop |= _dead_ends(added & (lab > 0), union)
+        sheet = sheet & ~drop
         lab[~sheet] = 0
     crops = [m[y0:y1, x0:x1] for m in masks]
     votes = np.stack([np.bincount(lab[c], minlength=int(lab.max()) + 1) for c in crops])  # object x piece
