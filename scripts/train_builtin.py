@@ -72,6 +72,24 @@ def real_train_pairs(volumes=("isbi2012-em", "chloroplast-em")):
     return pairs, val
 
 
+def real_label_slices(pairs, val) -> list:
+    """[(instance labels, membrane or None)] of the real pairs' training slices (never a
+    validation slice): what ``--rerendered`` draws its shapes from. EM components are
+    numbered per slice, the membranes between them kept as a material of their own."""
+    from scipy import ndimage
+
+    out = []
+    for p, v in zip(pairs, val):
+        zs = [z for z in (p.slices if p.slices is not None else range(p.labels.shape[0])) if z not in v]
+        for z in zs:
+            lab = np.asarray(p.labels[z])
+            if p.objects == "components":
+                out.append((ndimage.label(lab > 0)[0], lab == 0))
+            else:
+                out.append((lab, None))
+    return out
+
+
 def phantom_pairs(n, shape=(8, 256, 256)):
     from napari_scroll_sam.io.phantom import CONTRAST_LIMITS, scroll_phantom
     from napari_scroll_sam.io.volume import Volume
@@ -96,6 +114,11 @@ def build_pairs(args):
             pairs.append(p)
     if "phantoms" in args.data:
         pairs += phantom_pairs(args.phantoms)
+    if getattr(args, "rerendered", 0) and "real" in args.data:  # the real train slices' shapes, random looks
+        from napari_scroll_sam.training.synthetic import rerendered_pairs
+
+        pairs += rerendered_pairs(real_label_slices(real, rval), None, args.rerendered, slices=8,
+                                  seed=args.seed * 100_000 + 50_000)
     if "synthetic" in args.data:
         syn = synthetic_pairs(None, args.synthetic, slices=8, seed=args.seed * 100_000)
         for j in range(min(2, len(syn))):
@@ -166,6 +189,9 @@ def main(argv=None):
                     help="which real volumes' TRAIN parts 'real' takes (leave one out for a LOVO model)")
     ap.add_argument("--synthetic", type=int, default=32, help="synthetic volumes of 8 slices")
     ap.add_argument("--phantoms", type=int, default=8)
+    ap.add_argument("--rerendered", type=int, default=0,
+                    help="volumes of 8 slices whose labels are crops of the real TRAIN slices, rendered with "
+                         "random looks (training.synthetic.rerendered_pairs; needs 'real' in --data)")
     ap.add_argument("--epochs", type=int, default=12, help="the planned run (the LR schedule spans it)")
     ap.add_argument("--minutes", type=float, default=0, help="stop this piece after so many minutes (0: no limit)")
     ap.add_argument("--lr", type=float, default=5e-4)

@@ -61,3 +61,30 @@ def test_pack_keeps_only_the_named_slices_of_a_pair(tmp_path):
     np.testing.assert_array_equal(np.asarray(back.image.levels[0]), img[[1, 4, 5]])
     np.testing.assert_array_equal(np.asarray(back.labels), lab[[1, 4, 5]])
     assert back.slices == [1, 0, 2] and val == {0: [2]}
+
+
+def test_rerendered_shapes_come_from_training_slices_only():
+    """``--rerendered`` draws its label maps from the real pairs' training slices: never a
+    validation slice, nor a slice a pair does not name; EM components are numbered, their
+    membranes kept."""
+    from napari_scroll_sam.io.volume import Volume
+    from napari_scroll_sam.training.data import TrainingPair
+
+    tb = _script()
+    img = np.zeros((4, 8, 8), np.uint8)
+    em = np.zeros((4, 8, 8), np.uint8)
+    em[:, 1:3, 1:3] = em[:, 5:7, 5:7] = 1  # two cells a slice, membrane between them
+    em[3] = 0
+    em[3, 0:2, 0:2] = 1  # the validation slice: one cell only
+    inst = np.zeros((4, 8, 8), np.uint16)
+    for z in range(4):
+        inst[z, 2:6, 2:6] = 10 + z  # a slice's id tells which slice it came from
+    pairs = [TrainingPair(Volume(levels=[img], contrast_limits=(0, 255), name="em"), em, name="em",
+                          objects="components"),
+             TrainingPair(Volume(levels=[img], contrast_limits=(0, 255), name="inst"), inst, name="inst",
+                          slices=[0, 2, 3])]
+    out = tb.real_label_slices(pairs, [[3], [3]])
+    assert len(out) == 3 + 2  # em z 0-2, inst z 0 and 2
+    for lab, membrane in out[:3]:
+        assert lab.max() == 2 and membrane is not None and membrane.sum() == 64 - 8
+    assert [int(lab.max()) for lab, m in out[3:]] == [10, 12] and all(m is None for _, m in out[3:])

@@ -17,6 +17,8 @@ A slice is one of three scenes, each an instance label map:
 
 ``synthetic_slice(cfg, rng)`` gives one (uint8 image, uint16 labels) pair;
 ``synthetic_pairs(cfg, n, slices, seed)`` gives ``TrainingPair`` s for the trainer.
+``rerendered_pairs(label_slices, cfg, n, slices, seed)`` does the same with *real* label maps
+(the training slices of a labelled volume, cropped at random): real shapes, a random look.
 A configuration that cannot make an object (no shape, an empty size range …) is refused
 with a :class:`SyntheticConfigError` before anything is generated.
 """
@@ -293,4 +295,48 @@ def synthetic_pairs(cfg: SyntheticConfig | None = None, n: int = 1, slices: int 
     for i in range(n):
         vol, lab = synthetic_volume(cfg, slices, seed + i)
         out.append(TrainingPair(vol, lab, name=vol.name))
+    return out
+
+
+def rerendered_slice(labels, cfg: SyntheticConfig | None = None, rng=None, membrane=None):
+    """A real label map (H, W >= ``cfg.size``; 0 background) cropped at random to
+    ``cfg.size``² and rendered with a random look (as ``synthetic_slice`` renders its own):
+    the shapes of a real volume without its appearance. ``membrane`` (H, W bool): pixels
+    drawn as one more material (an EM stack's membranes). (uint8 image, uint16 labels); a
+    crop with no object of ``min_area`` px is drawn again (20 tries)."""
+    cfg = cfg or SyntheticConfig()
+    rng = np.random.default_rng(rng)
+    labels = np.asarray(labels)
+    n = cfg.size
+    if labels.ndim != 2 or min(labels.shape) < n:
+        raise SyntheticConfigError(f"a label map to re-render must be 2D and at least {n} px a side, "
+                                   f"got shape {labels.shape}")
+    yy, xx = _grid(n)
+    for _ in range(20):
+        y0, x0 = (int(rng.integers(0, s - n + 1)) for s in labels.shape)
+        lab = _relabel(labels[y0:y0 + n, x0:x0 + n].astype(np.int64), cfg.min_area)
+        if lab.max():
+            mem = 0 if membrane is None else np.asarray(membrane, bool)[y0:y0 + n, x0:x0 + n]
+            return _render(lab, mem, cfg, rng, yy, xx), lab
+    raise SyntheticConfigError(f"20 random {n}² crops held no object of at least {cfg.min_area} px")
+
+
+def rerendered_pairs(label_slices, cfg: SyntheticConfig | None = None, n: int = 1, slices: int = 8, seed: int = 0,
+                     name: str = "rerendered"):
+    """``n`` ``TrainingPair`` s of ``slices`` slices each, every slice a random crop of one of
+    ``label_slices`` ([(labels (H, W), membrane (H, W) or None)]) with a random look."""
+    from ..io.volume import Volume
+    from .data import TrainingPair
+
+    cfg = cfg or SyntheticConfig()
+    if not label_slices:
+        raise SyntheticConfigError("no label map to re-render")
+    out = []
+    for i in range(n):
+        rng = np.random.default_rng([seed + i, 0x4e4d])
+        picks = rng.integers(0, len(label_slices), slices)
+        imgs, labs = zip(*(rerendered_slice(label_slices[int(k)][0], cfg, rng, label_slices[int(k)][1])
+                           for k in picks))
+        vol = Volume(levels=[np.stack(imgs)], contrast_limits=(0.0, 255.0), name=f"{name}-{seed + i}")
+        out.append(TrainingPair(vol, np.stack(labs), name=vol.name))
     return out
