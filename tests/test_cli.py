@@ -112,6 +112,6 @@ def test_propagate_walk_switches_reach_the_walk():
 
     parse = lambda *extra: _walk_from_args(build_parser().parse_args(["propagate", "v", "--prompts", "p.csv", "--out", "o", *extra]))[1]  # noqa: E731
     default = parse()
-    assert default.winding and default.recut and default.compete
-    off = parse("--no-winding", "--no-recut", "--no-compete")
-    assert not off.winding and not off.recut and not off.compete
+    assert default.winding and default.recut and default.compete and default.refine
+    off = parse("--no-winding", "--no-recut", "--no-compete", "--no-refine")
+    assert not off.winding and not off.recut and not off.compete and not off.refine

@@ -20,7 +20,7 @@ def gt():
 
 
 def run(gt, labels, plan, **kw):
-    kw.setdefault("walk", WalkConfig(model_every=1))  # the oracle asked on every slice: exact masks
+    kw.setdefault("walk", WalkConfig(model_every=1, refine=False))  # the oracle asked on every slice: exact masks
     return list(run_plan(OracleEmbedder(gt), labels, plan, stop=StopRule(max_empty=1), z_limits=(0, SHAPE[0]),
                          predictor=OraclePredictor(gt), **kw))
 

@@ -39,6 +39,8 @@ def _walk_arguments(prop):
                       help="objects clicked together on a scroll's sheet: the geodesic split, not by turns")
     prop.add_argument("--no-recut", action="store_true",
                       help="a scroll's turns are not re-cut at each slice's inner end while they walk")
+    prop.add_argument("--no-refine", action="store_true",
+                      help="clicked / boxed seeds keep the model's mask as it is (not settled on the slice's edges)")
     prop.add_argument("--adapt-steps", type=int, default=w.adapt_steps,
                       help="decoder steps on the anchors before walking (0: off)")
     prop.add_argument("--model-every", type=int, default=w.model_every,
@@ -53,7 +55,7 @@ def _walk_from_args(args):
                     stop_slices=frozenset(args.stop_slices or ()), max_overruled=args.max_overruled)
     walk = WalkConfig(prior=None if args.prior == "none" else args.prior, memory=args.memory, accept=args.accept,
                       corridor=args.corridor, snap=args.snap, compete=not args.no_compete,
-                      winding=not args.no_winding, recut=not args.no_recut,
+                      winding=not args.no_winding, recut=not args.no_recut, refine=not args.no_refine,
                       adapt_steps=args.adapt_steps, flow=args.flow, model_every=args.model_every)
     return stop, walk
 

@@ -59,6 +59,8 @@ class WalkConfig:
         side of the box, px), ILK's warp iterations at most, the box margin (px)
     snap : the prior snapped to the image's edges within this many px (a watershed of the
         gradient; None: the warped mask as it is); snap_sigma: smoothing before the gradient
+    refine : the model's masks of the seeds' prompts (clicks, boxes) are settled on the
+        slice's edges before the walk (``prior.refine``, as ``segment_slice`` draws them)
     adapt_steps : decoder fine-tuning steps on the anchors before walking (0: off)
     adapt_lr : their learning rate
     model_every : the model is asked on every n-th slice of a walk (counted from its anchor,
@@ -83,6 +85,7 @@ class WalkConfig:
     margin: int = 64
     snap: float | None = 2.0
     snap_sigma: float = 1.0
+    refine: bool = True
     adapt_steps: int = 0
     adapt_lr: float = 1e-4
     model_every: int = 4
@@ -116,7 +119,7 @@ class WalkConfig:
     @classmethod
     def blind(cls, **kw) -> "WalkConfig":
         """The model's answer as it is (no prior, corridor, competition)."""
-        return cls(prior=None, corridor=None, compete=False, accept=0.0, **kw)
+        return cls(**{"prior": None, "corridor": None, "compete": False, "accept": 0.0, "refine": False, **kw})
 
 
 class SliceImages:

@@ -50,7 +50,7 @@ import numpy as np
 
 from ..prompts import EmptyMaskError, Prompt, make_prompt
 from ..sam.predictor import Predictor, PromptError
-from ..sam.segment import segment_slice
+from ..sam.segment import refine_on_slice, segment_slice
 from . import engine
 from .engine import SliceImages, WalkConfig
 from .prior import grow_box, mask_box
@@ -146,6 +146,8 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
                 pr = Prompt(s.points if s.points is not None else np.zeros((0, 2)),
                             s.labels if s.labels is not None else np.zeros(0), s.box)
                 mask, logits, iou = _predict_one(embedder, predictor, z, pr, None, multimask, tiled)
+                if cfg.refine:  # settled on the slice's edges, as segment_slice draws it
+                    mask = refine_on_slice(embedder.volume, z, mask, s.box)
                 results.append((s, mask, logits, iou))
         prompted = [i for i, (s, *_rest) in enumerate(results) if s.mask is None]
         if cfg.compete and len(prompted) > 1:  # several objects clicked on one slice: they share it out
@@ -380,7 +382,7 @@ def _predict_one(embedder, predictor, z, pr: Prompt, logits, multimask, tiled):
     if pr.box is not None:
         kw["box"] = pr.box[None]
     if tiled:
-        res = segment_slice(embedder, z, multimask=multimask, predictor=predictor, **kw)
+        res = segment_slice(embedder, z, multimask=multimask, predictor=predictor, refine=False, **kw)
         return res.masks[0], None, float(res.iou[0])
     emb = embedder.get(z)
     if "labels" in kw:

@@ -3,7 +3,12 @@
 ``segment_slice(embedder, z, ...)`` takes prompts in slice pixels (y, x), picks
 the slice's embedding (cached or encoded now), and for a tiled slice sends the
 prompt to the tile that holds it and stitches the neighbours' masks
-(``tiling.predict_stitched``).
+(``tiling.predict_stitched``). With ``refine`` (default) each mask's boundary is then settled
+on the slice's own edges (``propagation.prior.refine``: the model is trusted in the mask's core
+and far outside it, the image's gradient decides the band between; the prompt's box bounds
+it): on the held-out slices of every labelled volume here the built-in model's true-box masks
+go 0.59-0.69 -> 0.66-0.77 (``benchmarks/eval_quality.py``, ceiling). ``refine=False`` gives the
+model's mask as it is.
 """
 
 from __future__ import annotations
@@ -15,14 +20,38 @@ from .tiling import predict_stitched
 
 
 def segment_slice(embedder, z: int, points=None, labels=None, box=None, mask_input=None, multimask: bool = False,
-                  predictor: Predictor | None = None) -> Prediction:
+                  predictor: Predictor | None = None, refine: bool = True) -> Prediction:
     """Mask(s) on slice ``z`` for one or many prompts.
 
     ``points`` (N, K, 2) / (K, 2) in (y, x) with ``labels`` (N, K) / (K,), ``box``
     (N, 4) / (4,) as (y0, x0, y1, x1); N prompts give N masks. On a tiled slice
-    each prompt is decoded in its tile and stitched across neighbours.
+    each prompt is decoded in its tile and stitched across neighbours. ``refine``: the
+    masks settled on the slice's edges (see the module doc); the logits stay the model's.
     """
-    predictor = predictor or Predictor(embedder.model)
+    pred = _segment(embedder, z, points, labels, box, mask_input, multimask, predictor or Predictor(embedder.model))
+    if refine:
+        boxes = None if box is None else np.asarray(box, float).reshape(-1, 4)
+        pred.masks = np.stack([refine_on_slice(embedder.volume, z, m, None if boxes is None else boxes[i])
+                               for i, m in enumerate(pred.masks)])
+    return pred
+
+
+def refine_on_slice(volume, z: int, mask, box=None) -> np.ndarray:
+    """``prior.refine`` of one mask on slice ``z`` of ``volume``, reading only the pixels
+    around the mask (windowed by the volume's contrast limits)."""
+    from ..propagation.prior import grow_box, mask_box, refine, refine_pad, window
+
+    b = mask_box(mask)
+    if b is None:
+        return np.asarray(mask, bool)
+    y0, x0, y1, x1 = grow_box(b, refine_pad(), mask.shape)
+    part = volume.data[int(z), y0:y1, x0:x1]
+    if hasattr(part, "compute"):
+        part = part.compute(scheduler="sync")
+    return refine(mask, ((y0, x0, y1, x1), window(np.asarray(part), volume.contrast_limits)), box)
+
+
+def _segment(embedder, z, points, labels, box, mask_input, multimask, predictor) -> Prediction:
     emb = embedder.get(z)
     if len(emb.tiles) == 1:
         return predictor.predict(emb.tensor[0], emb.original_size, points=points, point_labels=labels, boxes=box,
