@@ -172,7 +172,8 @@ def _check_click(click):
         raise ValueError(f"click must be one of {', '.join(CLICK_RULES)}, not {click!r}")
 
 
-def ceiling_scores(embedder, objects, slices=None, min_area: int = 1, click: str = "single") -> dict:
+def ceiling_scores(embedder, objects, slices=None, min_area: int = 1, click: str = "single",
+                   refine: bool = True) -> dict:
     """The prompt-from-ground-truth ceiling: every object on every slice where it is present,
     prompted once with its true bounding box and once with one click at its deepest point
     (``prompts.farthest_from_boundary``), no propagation. ``click`` chooses the mask that
@@ -182,8 +183,9 @@ def ceiling_scores(embedder, objects, slices=None, min_area: int = 1, click: str
     ``objects``: {id: bool (Z, H, W) ground truth} in the embedder's volume frame (or
     {id: {z: 2D mask}}, or an instance label volume whose ids are the objects); ``slices``:
     the z to score (default: all). Slices where an object is absent (or under ``min_area``
-    px) are skipped. Returns {"box": mean IoU, "click": mean IoU, "n": object-slices,
-    "click_rule": click}.
+    px) are skipped. ``refine``: the masks as ``segment_slice`` draws them (settled on the
+    slice's edges); False: the model's own. Returns {"box": mean IoU, "click": mean IoU, "n":
+    object-slices, "click_rule": click}.
     """
     _check_click(click)
     box, clicks = [], []
@@ -191,9 +193,10 @@ def ceiling_scores(embedder, objects, slices=None, min_area: int = 1, click: str
     for z, m in _object_slices(objects, zs):
         if m.sum() < max(1, min_area):
             continue
-        pred = segment_slice(embedder, z, box=P.bbox(m)[None])
+        pred = segment_slice(embedder, z, box=P.bbox(m)[None], refine=refine)
         box.append(_iou(pred.masks[0], m))
-        pred = segment_slice(embedder, z, multimask=click == "best_of_3", **_point(P.farthest_from_boundary(m)))
+        pred = segment_slice(embedder, z, multimask=click == "best_of_3", refine=refine,
+                             **_point(P.farthest_from_boundary(m)))
         clicks.append(_iou(pred.masks[0], m))
     mean = (lambda v: float(np.mean(v)) if v else float("nan"))
     return {"box": mean(box), "click": mean(clicks), "n": len(box), "click_rule": click}
