@@ -124,3 +124,36 @@ def test_a_clicked_seed_is_refined_before_the_walk(refined):
 def test_the_walk_of_old_does_not_refine():
     assert WalkConfig.blind().refine is False and WalkConfig().refine is True
     assert WalkConfig.blind(refine=True).refine is True
+
+
+def _count_refines(monkeypatch):
+    from napari_scroll_sam.propagation import run as run_mod
+
+    calls = []
+    real = run_mod.refine_on_slice
+    monkeypatch.setattr(run_mod, "refine_on_slice", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    return calls
+
+
+def test_wraps_clicked_together_go_to_the_winding_split_unrefined(monkeypatch):
+    """A scroll's wraps clicked together wind: the winding split completes and snaps them from
+    the image itself, so they are not refined first (refined, phantom seed 1's union stopped
+    winding). Objects clicked together that do not wind (two discs) are refined."""
+    from napari_scroll_sam.io.phantom import scroll_phantom
+
+    _, sheets, _ = scroll_phantom((4, 256, 256), seed=0, wraps=8)
+    gt = np.asarray(sheets.compute()).astype(np.uint32)
+    seeds = []
+    for k in range(1, int(gt[2].max()) + 1):
+        ys, xs = np.nonzero(gt[2] == k)
+        seeds.append(Seed(k, 2, points=[[ys[len(ys) // 2], xs[len(xs) // 2]]]))
+    calls = _count_refines(monkeypatch)
+    list(propagate(OracleEmbedder(gt), seeds, np.zeros(gt.shape, np.uint32), predictor=OraclePredictor(gt),
+                   stop=StopRule.off(), z_limits=(2, 3)))
+    assert len(seeds) >= 6 and calls == []
+    gt = _discs()
+    gt[:, 5:15, 5:15] = 2
+    calls = _count_refines(monkeypatch)
+    list(propagate(NoisyEmbedder(gt), [Seed(1, 2, points=[[40, 44]]), Seed(2, 2, points=[[10, 10]])],
+                   np.zeros(gt.shape, np.uint32), predictor=OraclePredictor(gt), stop=StopRule.off(), z_limits=(2, 3)))
+    assert calls == [2, 2]

@@ -67,6 +67,7 @@ def open_segment(viewer, qtbot, image, model, name="cube"):
     panel = w.propagate_panel
     panel.stop_form.set("max_empty", 1)
     panel.walk_form.set("model_every", 1)  # the oracle asked on every slice: exact masks
+    panel.walk_form.set("refine", False)  # the clicked seeds as the oracle drew them (tests/test_refine.py)
     return viewer, w, panel
 
 
@@ -98,8 +99,9 @@ def test_the_forms_are_the_dataclasses(setup):
     from napari_scroll_sam.propagation import StopRule, WalkConfig
 
     viewer, w, panel = setup
-    assert panel.walk_config() == WalkConfig(model_every=1)  # as the fixture set it
+    assert panel.walk_config() == WalkConfig(model_every=1, refine=False)  # as the fixture set it
     panel.walk_form.set("model_every", WalkConfig().model_every)
+    panel.walk_form.set("refine", True)
     assert panel.walk_config() == WalkConfig()
     assert set(panel.walk_form.rows) == {f for f in WalkConfig.__dataclass_fields__}
     assert set(panel.stop_form.rows) == {f for f in StopRule.__dataclass_fields__} - {"stop_slices"}

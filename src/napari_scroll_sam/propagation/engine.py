@@ -258,6 +258,23 @@ def iou(a, b) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
+def union_winds(masks: list) -> bool:
+    """Whether the union of ``masks`` winds around its centre (a scroll's sheet), tested as
+    ``split_seeds`` tests it (pooled to ``winding.MAX_SIDE``)."""
+    from skimage.measure import block_reduce
+
+    from .winding import MAX_SIDE, sheet_centre, winds
+
+    full = np.logical_or.reduce([np.asarray(m, bool) for m in masks])
+    b = mask_box(full)
+    if b is None:
+        return False
+    union = full[b[0]:b[2] + 1, b[1]:b[3] + 1]
+    f = int(np.ceil(max(union.shape) / MAX_SIDE))
+    small = union if f == 1 else block_reduce(union, (f, f), np.any)
+    return winds(small, sheet_centre(small))
+
+
 def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding: bool = True, grey=None,
                 snap_to: tuple | None = None) -> list:
     """Objects prompted together on one slice (one click on each wrap, all at once) share the

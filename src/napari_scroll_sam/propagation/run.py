@@ -146,11 +146,18 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
                 pr = Prompt(s.points if s.points is not None else np.zeros((0, 2)),
                             s.labels if s.labels is not None else np.zeros(0), s.box)
                 mask, logits, iou = _predict_one(embedder, predictor, z, pr, None, multimask, tiled)
-                if cfg.refine:  # settled on the slice's edges, as segment_slice draws it
-                    mask = refine_on_slice(embedder.volume, z, mask, s.box)
                 results.append((s, mask, logits, iou))
         prompted = [i for i, (s, *_rest) in enumerate(results) if s.mask is None]
-        if cfg.compete and len(prompted) > 1:  # several objects clicked on one slice: they share it out
+        shared = cfg.compete and len(prompted) > 1
+        # settled on the slice's edges, as segment_slice draws them; not the masks of a scroll's
+        # wraps clicked together: the winding split completes and snaps those from the image
+        # itself (refined first, phantom seed 1's union no longer winds: 0.94 -> 0.54)
+        if cfg.refine and prompted and not (shared and cfg.winding and engine.union_winds(
+                [results[i][1] for i in prompted])):
+            for i in prompted:
+                s, mask, logits, iou = results[i]
+                results[i] = (s, refine_on_slice(embedder.volume, z, mask, s.box), logits, iou)
+        if shared:  # several objects clicked on one slice: they share it out
             masks = [results[i][1] for i in prompted]
             split = engine.split_seeds(masks, [_positives(results[i][0]) for i in prompted], winding=cfg.winding,
                                        grey=(lambda: images.around(z, masks, pad=12)) if cfg.winding else None,
