@@ -63,8 +63,11 @@ def test_evaluate_command_table(tmp_path, capsys):
                  str(tmp_path / "e.json")]) == 0
     out = capsys.readouterr().out
     assert f"| strategy | {a} | {b} | {b} − {a} |" in out and "| box |" in out and "| centroid |" in out
-    assert "masks: single" in out
+    assert "masks: single" in out and "refined on the slice's edges" in out
     assert (tmp_path / "e.json").is_file()
+    assert main(["evaluate", "--phantoms", "1", "--phantom-shape", "2", "64", "64", "--model", str(a),
+                 "--strategies", "box", "--cache", str(tmp_path / "c"), "--no-refine"]) == 0
+    assert "the model's own" in capsys.readouterr().out
 
 
 def test_evaluate_command_one_table_with_propagation(tmp_path, capsys):
@@ -114,3 +117,24 @@ def test_click_rule_chooses_the_mask_that_answers(monkeypatch):
     assert res["deepest_point"] == {"iou": 0.0, "n": 2}
     with pytest.raises(ValueError, match="click must be one of single, best_of_3"):
         E.ceiling_scores(None, lab, click="top")
+
+
+def test_refine_reaches_segment_slice(monkeypatch):
+    """``refine`` of the ceiling and of the prompt table is what segment_slice is asked for."""
+    pair = squares()
+    lab = np.asarray(pair.labels)
+    asked = []
+
+    def oracle(emb, z, points=None, labels=None, box=None, multimask=False, refine=True, **kw):
+        asked.append(refine)
+        return Prediction(np.zeros((1,) + lab.shape[1:], bool), np.ones(1), torch.zeros(1, 1, 4, 4))
+
+    monkeypatch.setattr(E, "segment_slice", oracle)
+    E.ceiling_scores(None, lab, slices=[0])
+    assert asked and all(asked)
+    asked.clear()
+    E.ceiling_scores(None, lab, slices=[0], refine=False)
+    assert asked and not any(asked)
+    asked.clear()
+    E.evaluate_prompts(tiny_model(), [pair], ["box"], slices={0: [0]}, refine=False)
+    assert asked and not any(asked)

@@ -27,11 +27,12 @@ def run(args) -> int:
         print(f"evaluating {model.model_id} …", file=sys.stderr, flush=True)
         columns[str(name)] = evaluate_prompts(model, pairs, args.strategies, slices=slices,
                                               mode=mode_from_args(args), cache=args.cache, seed=args.seed,
-                                              click=args.click)
+                                              click=args.click, refine=not args.no_refine)
         if args.propagation:
             propagation[str(name)] = evaluate_propagation(model, pairs[0], mode=mode_from_args(args),
                                                           cache=args.cache)
-    print(f"mean IoU per prompt (masks: {args.click}, {CLICK_RULES[args.click]})")
+    drawn = "the model's own" if args.no_refine else "refined on the slice's edges, as segment_slice draws them"
+    print(f"mean IoU per prompt (masks: {args.click}, {CLICK_RULES[args.click]}; {drawn})")
     print(table(columns, propagation=propagation or None))
     if args.json:
         out = {"click": args.click, "prompts": columns, "propagation": {k: {"mean_iou": v["mean_iou"]} for k, v in propagation.items()}}
@@ -59,6 +60,8 @@ def register(command) -> None:
     ev.add_argument("--click", default="single", choices=["single", "best_of_3"],
                     help="which of SAM's masks answers a prompt: its single mask (what a click shows) "
                          "or the best scored of three")
+    ev.add_argument("--no-refine", action="store_true",
+                    help="score the model's own masks, not refined on the slice's edges")
     ev.add_argument("--mode", default="every")
     ev.add_argument("--stride", type=int, default=None)
     ev.add_argument("--d", type=int, default=None)

@@ -61,10 +61,11 @@ def _iou(a, b) -> float:
 
 
 def evaluate_prompts(model, pairs, strategies=None, slices=None, mode=None, cache=None, seed: int = 0,
-                     min_area: int = 16, click: str = "single") -> dict:
+                     min_area: int = 16, click: str = "single", refine: bool = True) -> dict:
     """Mean IoU per strategy over every object of the annotated slices (or ``slices``:
-    {pair index: [z…]}); ``click``: which of SAM's masks answers a prompt (``CLICK_RULES``).
-    Returns {strategy: {"iou": mean, "n": objects}}."""
+    {pair index: [z…]}); ``click``: which of SAM's masks answers a prompt (``CLICK_RULES``);
+    ``refine``: the masks as ``segment_slice`` draws them (settled on the slice's edges), or
+    the model's own. Returns {strategy: {"iou": mean, "n": objects}}."""
     _check_click(click)
     strategies = list(strategies or STRATEGIES)
     unknown = [s for s in strategies if s not in STRATEGIES]
@@ -82,7 +83,8 @@ def evaluate_prompts(model, pairs, strategies=None, slices=None, mode=None, cach
         for z in zs:
             for mask in objects_of(np.asarray(pair.labels[z]), pair.objects, min_area):
                 for s in strategies:
-                    pred = segment_slice(emb, z, multimask=click == "best_of_3", **STRATEGIES[s][1](mask, rng))
+                    pred = segment_slice(emb, z, multimask=click == "best_of_3", refine=refine,
+                                         **STRATEGIES[s][1](mask, rng))
                     scores[s].append(_iou(pred.masks[0], mask))
     return {s: {"iou": float(np.mean(v)) if v else float("nan"), "n": len(v)} for s, v in scores.items()}
 
