@@ -50,10 +50,10 @@ import numpy as np
 
 from ..prompts import EmptyMaskError, Prompt, make_prompt
 from ..sam.predictor import Predictor, PromptError
-from ..sam.segment import refine_on_slice, segment_slice
+from ..sam.segment import segment_slice
 from . import engine
 from .engine import SliceImages, WalkConfig
-from .prior import grow_box, mask_box
+from .prior import grow_box, mask_box, refine, refine_pad
 from .plan import Seed, Walk, plan_walks, validate
 from .recut import recut
 from .stop import PropagationError, StopRule
@@ -154,9 +154,10 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
         # itself (refined first, phantom seed 1's union no longer winds: 0.94 -> 0.54)
         if cfg.refine and prompted and not (shared and cfg.winding and engine.union_winds(
                 [results[i][1] for i in prompted])):
+            grey = images.around(z, [results[i][1] for i in prompted], pad=refine_pad())  # one read for all
             for i in prompted:
                 s, mask, logits, iou = results[i]
-                results[i] = (s, refine_on_slice(embedder.volume, z, mask, s.box), logits, iou)
+                results[i] = (s, refine(mask, grey, s.box), logits, iou)
         if shared:  # several objects clicked on one slice: they share it out
             masks = [results[i][1] for i in prompted]
             split = engine.split_seeds(masks, [_positives(results[i][0]) for i in prompted], winding=cfg.winding,
