@@ -130,7 +130,7 @@ def volume_from_layer(layer):
     cached = _VOLUMES.get(id(layer))
     if cached is not None and cached[0] == key:
         return cached[1]
-    levels = [a if isinstance(a, da.Array) else da.asarray(a) for a in levels]
+    levels = [a if isinstance(a, (da.Array, np.ndarray)) else da.asarray(a) for a in levels]  # numpy: read directly
     vol = Volume(levels=levels, contrast_limits=window, name=name, voxel_size=scale)
     _VOLUMES.pop(id(layer), None)
     _VOLUMES[id(layer)] = (key, vol)

@@ -127,3 +127,28 @@ def test_scroll1_sized_empty_zarr_opens_in_flat_memory(tmp_path):
     assert result["shape"] == [14376, 7888, 8096]
     assert result["crop"] == [512, 512] and result["crop_max"] == 0
     assert result["maxrss_mb"] < 1024
+
+
+def test_volume_read_gives_the_region_from_memory_or_from_its_chunks(tmp_path, volume_array, count_slice_reads):
+    from napari_scroll_sam.io.volume import Volume
+    from napari_scroll_sam.layers import volume_from_layer
+
+    arr = np.asarray(volume_array)
+    mem = Volume(levels=[arr], contrast_limits=(0, 255), name="memory")
+    want = arr[2, 3:9, 1:7]
+    got = mem.read(2, (3, 9), (1, 7))
+    np.testing.assert_array_equal(got, want)
+    assert np.shares_memory(got, arr)  # numpy given: sliced directly, no dask graph
+    crop = mem.crop(z=(1, 4), y=(2, 10))  # a derived view reads through dask, in its own frame
+    np.testing.assert_array_equal(crop.read(1, (1, 7), (1, 7)), want)
+    np.testing.assert_array_equal(mem.read(0), arr[0])
+
+    write_slices(tmp_path / "s", arr)
+    lazy = open_volume(tmp_path / "s")
+    count_slice_reads.clear()  # the window's reads at open
+    np.testing.assert_array_equal(lazy.read(2, (3, 9), (1, 7)), want)
+    assert len(count_slice_reads) == 1  # on demand: that slice's file only
+
+    class Layer:  # a napari image layer holding numpy: its volume reads the array itself
+        data, name, contrast_limits, scale, rgb, multiscale, metadata = arr, "layer", (0, 255), (1, 1, 1), False, False, {}
+    assert np.shares_memory(volume_from_layer(Layer()).read(2, (3, 9), (1, 7)), arr)

@@ -8,6 +8,7 @@ thumbnail, texture upload, the layer list repainted); a 3D refresh uploads the w
 
 from __future__ import annotations
 
+import math
 import time
 
 from ..layers import data_z
@@ -23,11 +24,11 @@ class SliceRefresher:
         self._dirty: set[int] = set()  # written since the last refresh (a slice napari re-slices
         # when the user moves to it is read afresh: only the shown one needs a refresh)
         self._written = False
-        self._last = 0.0
+        self._last = -math.inf  # the first write refreshes (monotonic time is small after a boot)
 
     def reset(self) -> None:
         self._dirty.clear()
-        self._written, self._last = False, 0.0
+        self._written, self._last = False, -math.inf
 
     def _shown(self, layer):
         """The data slice ``layer`` shows, "all" when the view cuts across slices (3D, or z

@@ -69,6 +69,8 @@ class Volume:
     signers: list = dataclasses.field(default_factory=list, repr=False)
 
     def __post_init__(self):
+        # numpy levels stay at hand for ``read`` (a derived volume, crop or level, gets dask only)
+        self._in_memory = [a if isinstance(a, np.ndarray) else None for a in self.levels]
         self.levels = [a if isinstance(a, da.Array) else da.asarray(a) for a in self.levels]
         self.voxel_size = tuple(float(v) for v in self.voxel_size)
         if self.contrast_limits is None and self.levels:
@@ -146,6 +148,19 @@ class Volume:
         if self.path is None:
             return ""
         return stat_signature(self.path)
+
+    def read(self, z: int, y: tuple | None = None, x: tuple | None = None) -> np.ndarray:
+        """The pixels of slice ``z`` of level 0 in rows ``y`` and columns ``x`` (``(start,
+        stop)``; None: all), as numpy. Data given in memory is sliced directly; lazy data is
+        read in one dask compute on this thread (a region touches a few chunks: dask's thread
+        pool costs more than it saves there). The one region read of the walk and of
+        ``segment_slice``'s refinement."""
+        ys = slice(*y) if y is not None else slice(None)
+        xs = slice(*x) if x is not None else slice(None)
+        arr = self._in_memory[0] if self._in_memory else None
+        if arr is not None:
+            return arr[int(z), ys, xs]
+        return np.asarray(self.data[int(z), ys, xs].compute(scheduler="sync"))
 
     def __repr__(self) -> str:
         levels = "" if not self.multiscale else f", levels={len(self.levels)}"

@@ -73,6 +73,7 @@ class SliceStore:
         try:
             zarr.create_array(
                 store=str(tmp), shape=shape, chunks=chunks, dtype="float16", fill_value=0,
+                compressors=None,  # float16 embeddings: zstd saved 8 % of the bytes and doubled write / read time
                 chunk_key_encoding={"name": "default", "separator": "/"}, zarr_format=3,
                 config={"write_empty_chunks": True}, overwrite=False, attributes=attributes,
             )

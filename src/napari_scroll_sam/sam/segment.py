@@ -45,10 +45,8 @@ def refine_on_slice(volume, z: int, mask, box=None) -> np.ndarray:
     if b is None:
         return np.asarray(mask, bool)
     y0, x0, y1, x1 = grow_box(b, refine_pad(), mask.shape)
-    part = volume.data[int(z), y0:y1, x0:x1]
-    if hasattr(part, "compute"):
-        part = part.compute(scheduler="sync")
-    return refine(mask, ((y0, x0, y1, x1), window(np.asarray(part), volume.contrast_limits)), box)
+    grey = window(volume.read(z, (y0, y1), (x0, x1)), volume.contrast_limits)
+    return refine(mask, ((y0, x0, y1, x1), grey), box)
 
 
 def _segment(embedder, z, points, labels, box, mask_input, multimask, predictor) -> Prediction:
