@@ -137,10 +137,7 @@ class SliceImages:
             (cy0, cx0, cy1, cx1), arr = hit
             if cy0 <= y0 and cx0 <= x0 and y1 <= cy1 and x1 <= cx1:
                 return arr[y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0]
-        part = self.volume.data[z, y0:y1, x0:x1]
-        if hasattr(part, "compute"):  # a few chunks: dask's thread pool costs more than it saves here
-            part = part.compute(scheduler="sync")
-        arr = window(np.asarray(part), self.volume.contrast_limits)
+        arr = window(self.volume.read(z, (y0, y1), (x0, x1)), self.volume.contrast_limits)
         if len(self._cache) > 4:
             self._cache.pop(next(iter(self._cache)))
         self._cache[z] = (box, arr)
@@ -256,23 +253,6 @@ def negatives(prior, others) -> np.ndarray:
 def iou(a, b) -> float:
     union = np.logical_or(a, b).sum()
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
-def union_winds(masks: list) -> bool:
-    """Whether the union of ``masks`` winds around its centre (a scroll's sheet), tested as
-    ``split_seeds`` tests it (pooled to ``winding.MAX_SIDE``)."""
-    from skimage.measure import block_reduce
-
-    from .winding import MAX_SIDE, sheet_centre, winds
-
-    full = np.logical_or.reduce([np.asarray(m, bool) for m in masks])
-    b = mask_box(full)
-    if b is None:
-        return False
-    union = full[b[0]:b[2] + 1, b[1]:b[3] + 1]
-    f = int(np.ceil(max(union.shape) / MAX_SIDE))
-    small = union if f == 1 else block_reduce(union, (f, f), np.any)
-    return winds(small, sheet_centre(small))
 
 
 def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding: bool = True, grey=None,

@@ -20,9 +20,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .prior import grow_box, mask_box
-from .winding import (MAX_SIDE, _polar_image, complete_sheet, cut_pieces, grey_in, inner_end_angle, offsets, sheet_centre,
-                      weak_pieces, winds)
+from .winding import (MAX_SIDE, _polar_image, complete_sheet, cut_pieces, grey_in, inner_end_angle, offsets, pooled,
+                      sheet_centre, union_in_box, weak_pieces, winds)
 
 MOVE = 0.3  # of an object's mask, the most a re-cut may move or take (8 phantoms: 0.05 0.927, 0.15 0.937, 0.3 0.941, 1.0 0.921)
 
@@ -74,21 +73,17 @@ def recut(masks, grey=None, max_side: int = MAX_SIDE, move: float | None = None)
     winds), for completing the sheet (None: the union as it is).
     ``move``: default ``MOVE``. Returns new masks (the inputs unchanged), or the inputs when
     nothing is re-cut."""
-    from skimage.measure import block_reduce
     from skimage.segmentation import watershed
 
     move = MOVE if move is None else move
     masks = [np.asarray(m, bool) for m in masks]
     if len(masks) < 2:
         return masks
-    full = np.logical_or.reduce(masks)
-    if not full.any():
+    union, box = union_in_box(masks)
+    if union is None:
         return masks
-    box = grow_box(mask_box(full), 1, full.shape)
     y0, x0, y1, x1 = box
-    union = full[y0:y1, x0:x1]
-    f = int(np.ceil(max(union.shape) / max_side))
-    small = union if f == 1 else block_reduce(union, (f, f), np.any)
+    f, small = pooled(union, max_side)
     centre = sheet_centre(small)
     if not winds(small, centre):
         return masks

@@ -56,6 +56,7 @@ from .engine import SliceImages, WalkConfig
 from .prior import grow_box, mask_box, refine, refine_pad
 from .plan import Seed, Walk, plan_walks, validate
 from .recut import recut
+from .winding import union_winds
 from .stop import PropagationError, StopRule
 
 
@@ -152,7 +153,7 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
         # settled on the slice's edges, as segment_slice draws them; not the masks of a scroll's
         # wraps clicked together: the winding split completes and snaps those from the image
         # itself (refined first, phantom seed 1's union no longer winds: 0.94 -> 0.54)
-        if cfg.refine and prompted and not (shared and cfg.winding and engine.union_winds(
+        if cfg.refine and prompted and not (shared and cfg.winding and union_winds(
                 [results[i][1] for i in prompted])):
             grey = images.around(z, [results[i][1] for i in prompted], pad=refine_pad())  # one read for all
             for i in prompted:

@@ -36,6 +36,36 @@ HULL_PX = 3  # the scroll's outline: its sheet's convex hull, so much wider
 MAX_SIDE = 1024  # the ray is searched on the union pooled to at most this many px a side
 
 
+def union_in_box(masks):
+    """(union of ``masks`` in its box grown by 1 px, that box (y0, x0, y1, x1)), or
+    (None, None) when every mask is empty."""
+    from .prior import grow_box, mask_box
+
+    full = np.logical_or.reduce([np.asarray(m, bool) for m in masks])
+    if not full.any():
+        return None, None
+    y0, x0, y1, x1 = box = grow_box(mask_box(full), 1, full.shape)
+    return full[y0:y1, x0:x1], box
+
+
+def pooled(union, max_side: int = MAX_SIDE):
+    """(f, the union pooled by f (any) to at most ``max_side`` px a side; itself when f = 1)."""
+    from skimage.measure import block_reduce
+
+    f = int(np.ceil(max(union.shape) / max_side))
+    return f, (union if f == 1 else block_reduce(union, (f, f), np.any))
+
+
+def union_winds(masks, max_side: int = MAX_SIDE) -> bool:
+    """Whether the union of ``masks`` winds around its centre (a scroll's sheet), tested as
+    ``winding_labels`` and ``recut`` test it."""
+    union, _ = union_in_box(masks)
+    if union is None:
+        return False
+    small = pooled(union, max_side)[1]
+    return winds(small, sheet_centre(small))
+
+
 def sheet_centre(union) -> np.ndarray:
     """(y, x) of the rolled sheet's centre: the centroid of the sheet with its gaps closed."""
     closed = ndimage.binary_fill_holes(ndimage.binary_closing(union, iterations=6, border_value=0) | union)
@@ -279,14 +309,12 @@ def weak_pieces(lab, found, keep=()) -> np.ndarray:
 def _outline(union, max_side: int = MAX_SIDE) -> np.ndarray:
     """The union's convex hull, ``HULL_PX`` wider; on a large union the hull of the union
     pooled to at most ``max_side`` px a side (its cost grows with the pixels)."""
-    from skimage.measure import block_reduce
     from skimage.morphology import convex_hull_image
 
-    f = int(np.ceil(max(union.shape) / max_side))
+    f, small = pooled(union, max_side)
     if f == 1:
         return ndimage.binary_dilation(convex_hull_image(union), iterations=HULL_PX)
-    small = ndimage.binary_dilation(convex_hull_image(block_reduce(union, (f, f), np.any)),
-                                    iterations=max(1, int(np.ceil(HULL_PX / f))))
+    small = ndimage.binary_dilation(convex_hull_image(small), iterations=max(1, int(np.ceil(HULL_PX / f))))
     return np.repeat(np.repeat(small, f, 0), f, 1)[: union.shape[0], : union.shape[1]]
 
 
@@ -340,21 +368,16 @@ def winding_labels(masks, clicks, centre=None, max_side: int = MAX_SIDE, grey=No
     union's box (or a function giving them, called only when the union winds): the sheet is
     completed from the image first (``complete_sheet``), except on the turns the masks hold
     under half of and no click holds (``weak_pieces``)."""
-    from skimage.measure import block_reduce
     from skimage.segmentation import watershed
 
-    from .prior import grow_box, mask_box
-
     masks = [np.asarray(m, bool) for m in masks]
-    full = np.logical_or.reduce(masks)
-    if len(masks) < 2 or not full.any():
+    union, box = union_in_box(masks)
+    if len(masks) < 2 or union is None:
         return None
     clicks = [_snap(m, c) for m, c in zip(masks, clicks)]
-    y0, x0, y1, x1 = grow_box(mask_box(full), 1, full.shape)
-    union = full[y0:y1, x0:x1]
+    y0, x0, y1, x1 = box
     clicks = [np.asarray(c, float).reshape(-1, 2) - (y0, x0) for c in clicks]
-    f = int(np.ceil(max(union.shape) / max_side))
-    small = union if f == 1 else block_reduce(union, (f, f), np.any)
+    f, small = pooled(union, max_side)
     given = centre is not None
     centre = (np.asarray(centre, float) - (y0, x0)) / f if given else sheet_centre(small)
     found = None
@@ -363,7 +386,7 @@ def winding_labels(masks, clicks, centre=None, max_side: int = MAX_SIDE, grey=No
     if image is not None:
         found = small
         union = complete_sheet(union, image)
-        small = union if f == 1 else block_reduce(union, (f, f), np.any)
+        small = pooled(union, max_side)[1]
         centre = centre if given else sheet_centre(small)
     small_clicks = [c / f for c in clicks]
     sheet = small
@@ -389,7 +412,7 @@ def winding_labels(masks, clicks, centre=None, max_side: int = MAX_SIDE, grey=No
             owners.setdefault(int(parts[y, x]), set()).add(k)
     lone = [p for p, ks in owners.items() if len(ks) == 1]
     ws[np.isin(parts, lone)] = 0
-    out = np.zeros(full.shape, np.int32)
+    out = np.zeros(masks[0].shape, np.int32)
     out[y0:y1, x0:x1] = ws
     return out
 
