@@ -70,8 +70,9 @@ class Volume:
 
     def __post_init__(self):
         # numpy levels stay at hand for ``read`` (a derived volume, crop or level, gets dask only)
-        self._in_memory = [a if isinstance(a, np.ndarray) else None for a in self.levels]
-        self.levels = [a if isinstance(a, da.Array) else da.asarray(a) for a in self.levels]
+        given = self.levels
+        self.levels = [a if isinstance(a, da.Array) else da.asarray(a) for a in given]
+        self._in_memory = [(lv, a) for lv, a in zip(self.levels, given) if isinstance(a, np.ndarray)][:1]
         self.voxel_size = tuple(float(v) for v in self.voxel_size)
         if self.contrast_limits is None and self.levels:
             self.contrast_limits = estimate_window(self.levels[-1])
@@ -157,9 +158,8 @@ class Volume:
         ``segment_slice``'s refinement."""
         ys = slice(*y) if y is not None else slice(None)
         xs = slice(*x) if x is not None else slice(None)
-        arr = self._in_memory[0] if self._in_memory else None
-        if arr is not None:
-            return arr[int(z), ys, xs]
+        if self._in_memory and self._in_memory[0][0] is self.levels[0]:  # (levels reassigned: dask)
+            return self._in_memory[0][1][int(z), ys, xs]
         return np.asarray(self.data[int(z), ys, xs].compute(scheduler="sync"))
 
     def __repr__(self) -> str:
