@@ -1,4 +1,4 @@
-"""A scroll's sheet completed from the image (winding.complete_sheet) and its turns re-cut on
+"""A scroll's sheet completed from the image (sheet.complete_sheet) and its turns re-cut on
 the walk's slices (propagation/recut.py)."""
 
 import numpy as np
@@ -11,7 +11,8 @@ from napari_scroll_sam.propagation import Seed, WalkConfig, propagate
 from napari_scroll_sam.propagation.engine import split_seeds
 from napari_scroll_sam.propagation.prior import window
 from napari_scroll_sam.propagation.recut import recut
-from napari_scroll_sam.propagation.winding import complete_sheet, sheet_centre
+from napari_scroll_sam.propagation.sheet import complete_sheet
+from napari_scroll_sam.propagation.winding import sheet_centre
 
 
 def _iou(a, b):

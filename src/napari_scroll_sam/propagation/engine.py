@@ -268,7 +268,7 @@ def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding:
     only 0.43, the whole union 0.54). ``clicks``: per object an (n, 2) array of (y, x) positive
     points (none: the mask's deepest point). ``grey``: (box, windowed pixels) of the slice
     around the masks: a winding sheet is completed from the image before it is cut
-    (``winding.complete_sheet``); with ``snap_to`` = (reach, sigma) the turns so found are
+    (``sheet.complete_sheet``); with ``snap_to`` = (reach, sigma) the turns so found are
     snapped to the image's edges as the walk's prior is (``prior.snap``; the File-menu
     scroll's click slice 0.82–0.90 per wrap without). Returns new masks (the inputs are not
     changed)."""
@@ -325,7 +325,7 @@ def split_seeds(masks: list, clicks: list, overlaps_only: bool = False, winding:
 def _snap_turns(masks, grey, reach, sigma) -> list:
     """Each turn snapped to the image's edges (``prior.snap``), never onto another's."""
     from .prior import signed_distance
-    from .winding import grey_in
+    from .sheet import grey_in
 
     count = held(masks)
     out = []

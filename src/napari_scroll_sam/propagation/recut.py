@@ -7,9 +7,9 @@ with depth, and the flow does not follow it: along the sheet the papyrus moves r
 so a cut carried by the flow stays where it was, and each turn gains a piece of the next
 one slice after slice (on the File-menu scroll 3–6 % of each wrap's voxels sat on its
 neighbour by the ends of the walk). ``recut`` cuts the objects' union on the new slice along
-that slice's inner-end ray, completed from the image (``winding.complete_sheet``: the gaps
+that slice's inner-end ray, completed from the image (``sheet.complete_sheet``: the gaps
 the model's masks leave along the sheet; a turn the masks hold under half of is not
-completed: ``winding.weak_pieces``), and gives each piece to the object holding most of it;
+completed: ``sheet.weak_pieces``), and gives each piece to the object holding most of it;
 pieces no object holds are left out. Nothing changes when the union does not wind, no inner
 end is seen, or an object would lose or gain more than ``MOVE`` of its mask (an end seen in
 the wrong place: a gap in the innermost turn).
@@ -20,8 +20,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .winding import (MAX_SIDE, _polar_image, complete_sheet, cut_pieces, grey_in, inner_end_angle, offsets, pooled,
-                      sheet_centre, union_in_box, weak_pieces, winds)
+from .sheet import complete_sheet, grey_in, weak_pieces
+from .winding import (MAX_SIDE, _polar_image, cut_pieces, inner_end_angle, offsets, pooled, sheet_centre,
+                      union_in_box, winds)
 
 MOVE = 0.3  # of an object's mask, the most a re-cut may move or take (8 phantoms: 0.05 0.927, 0.15 0.937, 0.3 0.941, 1.0 0.921)
 

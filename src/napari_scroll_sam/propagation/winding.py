@@ -31,8 +31,6 @@ STEP_DEG = 2  # the angles tried for the cut
 CUT_HALF_WIDTH = 1.0  # px each side of the ray
 MIN_END_JUMP = 3.0  # px: the innermost crossing's jump that marks the sheet's inner end
 SNAP_PX = 2  # a click this close to its own mask counts as on it
-FOUND_SHARE = 0.5  # the image completes a turn of the sheet only where the masks hold this much of it
-HULL_PX = 3  # the scroll's outline: its sheet's convex hull, so much wider
 MAX_SIDE = 1024  # the ray is searched on the union pooled to at most this many px a side
 
 
@@ -259,6 +257,8 @@ def _turn_markers(union, centre, clicks, found=None):
         lut[piece] = k
     markers = lut[lab]
     if found is not None:  # a completed sheet: what the image added to a turn the masks hold little of goes
+        from .sheet import weak_pieces  # (sheet.py builds on this module's pooling)
+
         markers[weak_pieces(lab, found, holders) & ~found] = -1
     for k, pts in enumerate(points, start=1):
         for y, x in pts:
@@ -293,66 +293,6 @@ def _keep_apart(markers) -> np.ndarray:
     return np.where((markers > 0) & ((hi != markers) | (lo != markers)), 0, markers)
 
 
-def weak_pieces(lab, found, keep=()) -> np.ndarray:
-    """Pixels of the pieces (``lab``) of a completed sheet that the masks (``found``) cover
-    under ``FOUND_SHARE`` of (pieces in ``keep``, e.g. those holding a click, excepted): a
-    turn the model's masks only touched. The image's pixels there are not the object's."""
-    n = int(lab.max()) + 1
-    total = np.bincount(lab.ravel(), minlength=n)
-    seen = np.bincount(lab[found], minlength=n)
-    weak = seen < FOUND_SHARE * total
-    weak[0] = False
-    weak[[int(k) for k in keep if 0 < int(k) < n]] = False
-    return weak[lab]
-
-
-def _outline(union, max_side: int = MAX_SIDE) -> np.ndarray:
-    """The union's convex hull, ``HULL_PX`` wider; on a large union the hull of the union
-    pooled to at most ``max_side`` px a side (its cost grows with the pixels)."""
-    from skimage.morphology import convex_hull_image
-
-    f, small = pooled(union, max_side)
-    if f == 1:
-        return ndimage.binary_dilation(convex_hull_image(union), iterations=HULL_PX)
-    small = ndimage.binary_dilation(convex_hull_image(small), iterations=max(1, int(np.ceil(HULL_PX / f))))
-    return np.repeat(np.repeat(small, f, 0), f, 1)[: union.shape[0], : union.shape[1]]
-
-
-def complete_sheet(union, image, min_size: int = 16) -> np.ndarray:
-    """The sheet the model's masks found, completed with what the image shows of it: the
-    pixels of ``image`` (windowed grey, the union's shape) brighter than Otsu's threshold
-    inside the scroll's outline (the union's convex hull, ``HULL_PX`` wider: the outer rim of
-    a gap in the outermost turn bulges past the hull's chord), in parts that touch the
-    union (bright specks under ``min_size`` px dropped). The model's masks of one click per
-    wrap leave gaps along the turns (a tenth of the File-menu scroll's sheet, a whole turn
-    near its centre on phantom seed 1); the image shows them."""
-    from skimage.filters import threshold_otsu
-
-    disc = _outline(union)
-    vals = image[disc]
-    if vals.size < 2 or np.ptp(vals) == 0:
-        return union
-    bright = (image > threshold_otsu(vals)) & disc & ~union
-    specks, n = ndimage.label(bright)
-    if n:
-        bright &= (np.bincount(specks.ravel(), minlength=n + 1) >= min_size)[specks]
-    lab, _ = ndimage.label(bright | union)
-    keep = np.unique(lab[union])
-    return np.isin(lab, keep[keep > 0])
-
-
-def grey_in(grey, box) -> np.ndarray | None:
-    """The windowed slice ``grey`` = (its box, its pixels) inside ``box``; None when ``grey``
-    is None or does not cover ``box``."""
-    if grey is None:
-        return None
-    (gy0, gx0, gy1, gx1), arr = grey
-    y0, x0, y1, x1 = box
-    if not (gy0 <= y0 and gx0 <= x0 and y1 <= gy1 and x1 <= gx1):
-        return None
-    return np.asarray(arr)[y0 - gy0:y1 - gy0, x0 - gx0:x1 - gx0]
-
-
 def winding_labels(masks, clicks, centre=None, max_side: int = MAX_SIDE, grey=None) -> np.ndarray | None:
     """Share the union of ``masks`` out by winding. The union must wind around its centre
     (``centre`` (y, x), default ``sheet_centre``; the model's masks of one scroll slice come
@@ -369,6 +309,8 @@ def winding_labels(masks, clicks, centre=None, max_side: int = MAX_SIDE, grey=No
     completed from the image first (``complete_sheet``), except on the turns the masks hold
     under half of and no click holds (``weak_pieces``)."""
     from skimage.segmentation import watershed
+
+    from .sheet import complete_sheet, grey_in  # (sheet.py builds on this module's pooling)
 
     masks = [np.asarray(m, bool) for m in masks]
     union, box = union_in_box(masks)
