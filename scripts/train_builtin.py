@@ -198,6 +198,9 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--warmup-epochs", type=float, default=0.3)
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--single-mask-clicks", action="store_true",
+                    help="one-click prompts also train SAM's single-mask output (what a click shows) and the "
+                         "validation's click scores that output")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -221,7 +224,8 @@ def main(argv=None):
     model = build_model(args)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, freeze="none", seed=args.seed,
                       val_fraction=0.0, patience=0, loss="bce", prompt_kinds=("point", "box", "points", "background"),
-                      warmup_epochs=args.warmup_epochs, augment=not args.no_augment)
+                      warmup_epochs=args.warmup_epochs, augment=not args.no_augment,
+                      single_mask_clicks=args.single_mask_clicks)
     trainer = Trainer(model, pairs, args.out, cfg, cache=False, val_slices=val, resume=args.resume)
     print(f"data ready in {time.time() - t0:.0f} s: {len(pairs)} volumes, {len(trainer.train_samples)} training "
           f"and {len(trainer.val_samples)} validation samples, {trainer.steps_per_epoch} steps per epoch; "

@@ -257,3 +257,26 @@ def test_single_mask_clicks_trains_the_mask_a_click_shows(tmp_path, smc):
     mlps = tr.sam.mask_decoder.output_hypernetworks_mlps
     assert any(not torch.equal(mlps[i].layers[0].weight, ref[i].layers[0].weight) for i in (1, 2, 3))  # the three
     assert torch.equal(mlps[0].layers[0].weight, ref[0].layers[0].weight) != smc  # the single one: only with smc
+
+
+@pytest.mark.parametrize("smc", [False, True])
+def test_validation_click_scores_the_output_the_run_trains(tmp_path, smc):
+    """The click of the validation is answered by the top-scored of three masks, or, when the run
+    trains the single mask a click shows (``single_mask_clicks``), by that single mask."""
+    from napari_scroll_sam.training.validation import validate
+
+    tr = Trainer(tiny_model(seed=0), [squares(n=12)], tmp_path / "v", TrainConfig(val_fraction=0.3,
+                 single_mask_clicks=smc), cache=False)
+    asked = []
+    decode = tr._decode
+
+    def spy(emb, size, prompts, mask_input=None, multimask=False):
+        asked.append(multimask)
+        return decode(emb, size, prompts, mask_input=mask_input, multimask=multimask)
+
+    tr._decode = spy
+    (iou, dice), per = validate(tr, tr.val_samples)
+    assert 0 <= per["click"] <= 1 and 0 <= per["box"] <= 1
+    # one box and one click call per sample; the click's multimask flag follows the run
+    assert asked.count(False) == len(tr.val_samples) * (2 if smc else 1)
+    assert asked.count(True) == (0 if smc else len(tr.val_samples))

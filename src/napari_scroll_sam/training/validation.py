@@ -1,6 +1,7 @@
 """Honest validation: whole held-out slices, scored with the ceiling prompts (the true box,
-and one click at the deepest point answered by SAM's top-scored of three masks), and a
-warning when it rests on too few slices to trust."""
+and one click at the deepest point answered by SAM's top-scored of three masks, or, when the
+run trains it (``single_mask_clicks``), by the single mask a click shows), and a warning when
+it rests on too few slices to trust."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def validate(trainer, samples) -> tuple[tuple[float | None, float | None], dict]
         return (None, None), {"box": None, "click": None}
     trainer.sam.eval()
     dices, per = [], {"point": [], "box": []}
+    three = not trainer.config.single_mask_clicks  # which output answers a click
     for s in samples:
         emb = trainer._embedding(s)
         size = s.masks.shape[1:]
@@ -35,7 +37,7 @@ def validate(trainer, samples) -> tuple[tuple[float | None, float | None], dict]
         for kind in ("point", "box"):
             prompts = [P.Prompt(P.farthest_from_boundary(m)[None], np.ones(1)) if kind == "point"
                        else P.Prompt(np.zeros((0, 2)), np.zeros(0), P.bbox(m)) for m in s.masks]
-            logits, iou_pred, _ = trainer._decode(emb, size, prompts, multimask=kind == "point")
+            logits, iou_pred, _ = trainer._decode(emb, size, prompts, multimask=kind == "point" and three)
             pick = iou_pred.argmax(1)
             chosen = logits[torch.arange(len(pick)), pick]
             per[kind].extend(mask_iou(chosen, gt).tolist())
