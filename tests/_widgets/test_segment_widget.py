@@ -92,6 +92,35 @@ def test_point_prompt_gives_the_api_mask(setup, model, image):
     assert masks.data[[0, 1, 2, 4, 5]].sum() == 0
 
 
+def test_other_mask_cycles_through_sams_four_masks(setup, model, image):
+    """Other mask (O): the same prompts, the next of SAM's four masks, round to the first;
+    new prompts start again from the first alternative; undo brings the mask before back."""
+    viewer, w = setup
+    w.prompt_button.click()
+    points, _, _ = w.prompt_layers()
+    scratch = w.scratch_layer()
+    points.add([3, 30, 30])
+    want = [reference(model, image, 3, points=[[[30, 30]]], labels=[[1]], output=i)[0] for i in range(4)]
+    assert len({m.tobytes() for m in want}) > 1
+    w.segment_button.click()
+    np.testing.assert_array_equal(scratch.data[3] == 1, want[0])
+    assert "mask 1 of 4 (single)" in w.status_label.text()
+    press = viewer.window._qt_viewer.canvas._key_map_handler.press_key
+    for i in (1, 2, 3, 0, 1):
+        press("O") if i % 2 else w.objects_panel.other_button.click()
+        assert not w.error_label.text(), w.error_label.text()
+        np.testing.assert_array_equal(scratch.data[3] == 1, want[i])
+        assert f"mask {i + 1} of 4" in w.status_label.text()
+    points.add([3, 40, 20])  # the prompts changed: the first alternative of the new ones
+    w.objects_panel.other_button.click()
+    new = reference(model, image, 3, points=[[[30, 30], [40, 20]]], labels=[[1, 1]], output=1)[0]
+    np.testing.assert_array_equal(scratch.data[3] == 1, new)
+    assert "mask 2 of 4 (multi 1)" in w.status_label.text()
+    w.objects_panel.undo()
+    np.testing.assert_array_equal(scratch.data[3] == 1, want[1])
+    assert "[O]" in w.objects_panel.other_button.toolTip()
+
+
 def test_box_prompts_and_mode(setup, model, image):
     viewer, w = setup
     w.mode_selector.set_mode(Tuples(d=1))

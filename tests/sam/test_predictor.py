@@ -106,3 +106,25 @@ def test_bad_prompts(setup):
         ours.predict(emb, size, boxes=[50, 50, 10, 10])
     with pytest.raises(PromptError, match="one box per prompt"):
         ours.predict(emb, size, points=np.zeros((2, 1, 2)), point_labels=np.ones((2, 1)), boxes=np.zeros((3, 4)))
+
+
+def test_each_of_the_four_outputs_is_samp_predictors(setup):
+    """``output=i`` gives SAM's i-th mask: 0 the single one (multimask off), 1-3 the three."""
+    from napari_scroll_sam.sam.predictor import OUTPUTS
+
+    model, ref, _, size, _ = setup
+    ours, feats = Predictor(model), ref.features[0]
+    pt, lab = np.array([[70.0, 90.0]]), np.array([1])
+    single, _, _ = ref.predict(point_coords=pt[:, ::-1], point_labels=lab, multimask_output=False)
+    three, scores, _ = ref.predict(point_coords=pt[:, ::-1], point_labels=lab, multimask_output=True)
+    assert len(OUTPUTS) == 4
+    for i, want in enumerate([single[0], *three]):
+        got = ours.predict(feats, size, points=pt, point_labels=lab, output=i)
+        assert got.masks.shape == (1, 150, 200) and _iou(got.masks[0], want) >= 0.999
+        if i:
+            np.testing.assert_allclose(got.iou[0], scores[i - 1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(ours.predict(feats, size, points=pt, point_labels=lab, output=0).masks,
+                                  ours.predict(feats, size, points=pt, point_labels=lab).masks)
+    for bad in (4, -1, 1.5):
+        with pytest.raises(PromptError, match="output=.* must be one of 0-3"):
+            ours.predict(feats, size, points=pt, point_labels=lab, output=bad)

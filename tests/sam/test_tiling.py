@@ -92,3 +92,18 @@ def test_real_model_on_a_slice_several_tiles_wide(tmp_path):
     assert pred.masks.shape == (1, 160, 300)
     with pytest.raises(ValueError, match="mask inputs"):
         segment_slice(emb, 1, points=[[80.0, 150.0]], labels=[1], mask_input=np.zeros((1, 1, 16, 16)))
+
+
+def test_each_of_the_four_outputs_on_a_tiled_slice(tmp_path):
+    """``output`` reaches the tiles' decoder: output 0 is the single mask, the four differ."""
+    model = tiny_model(seed=0)  # input 64 px
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 255, (1, 160, 300), dtype=np.uint8)
+    emb = SliceEmbedder(model, Volume(levels=[data], contrast_limits=(0, 255), name="wide"), cache=tmp_path,
+                        tiling=Tiling(tile=64, halo=8))
+    got = [segment_slice(emb, 0, points=[[80.0, 150.0]], labels=[1], output=i, refine=False).masks[0]
+           for i in range(4)]
+    assert all(m.shape == (160, 300) for m in got)
+    single = segment_slice(emb, 0, points=[[80.0, 150.0]], labels=[1], refine=False).masks[0]
+    np.testing.assert_array_equal(got[0], single)
+    assert len({m.tobytes() for m in got}) > 1  # not the same mask four times

@@ -21,7 +21,8 @@ from ._layers import MAX_OBJECT_ID
 from ._refresh import SliceRefresher
 from ._workers import REFRESH_EVERY_S, Job
 
-KEYS = {"segment": "S", "volume": "Shift-S", "commit": "C", "clear": "Shift-C", "next": "N", "undo": "Control-Z"}
+KEYS = {"segment": "S", "other": "O", "volume": "Shift-S", "commit": "C", "clear": "Shift-C", "next": "N",
+        "undo": "Control-Z"}
 
 
 class ObjectsPanel(QWidget):
@@ -42,6 +43,9 @@ class ObjectsPanel(QWidget):
 
         self.segment_button = button("Segment slice", "segment", "SAM on the current slice from its prompts, into "
                                                                  "the current object")
+        self.other_button = button("Other mask", "other", "the same prompts, the next of SAM's four masks (a "
+                                                          "click is ambiguous: the part, the whole, the "
+                                                          "surroundings)")
         self.volume_button = button("Segment volume", "volume", "carry the current object through the volume "
                                                                 "(the Propagate section's settings); again while it runs: cancel")
         self.commit_button = button("Commit", "commit", "move the current object into the masks layer (other "
@@ -56,10 +60,11 @@ class ObjectsPanel(QWidget):
                                                               "2D (the dims button): the layers as they were")
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
-        for i, b in enumerate((self.segment_button, self.volume_button, self.commit_button, self.clear_button,
-                               self.next_button, self.undo_button, self.review_button)):
+        for i, b in enumerate((self.segment_button, self.other_button, self.volume_button, self.commit_button,
+                               self.clear_button, self.next_button, self.undo_button, self.review_button)):
             grid.addWidget(b, i // 2, i % 2)
         self.segment_button.clicked.connect(lambda: self.seg.segment())
+        self.other_button.clicked.connect(lambda: self.seg.slice_job.start(other=True))
         self.volume_button.clicked.connect(lambda: self.segment_volume())
         self.commit_button.clicked.connect(lambda: self.seg._try(self.commit))
         self.clear_button.clicked.connect(lambda: self.seg._try(self.clear))
@@ -70,11 +75,12 @@ class ObjectsPanel(QWidget):
 
     # --- keys ---------------------------------------------------------------------------------------
     def bind_keys(self, provider) -> None:
-        """Bind S, Shift+S, C, Shift+C, N, Ctrl+Z on a viewer or layer (its own keymap wins over
+        """Bind S, O, Shift+S, C, Shift+C, N, Ctrl+Z on a viewer or layer (its own keymap wins over
         napari's class keymaps, e.g. S = select mode on Points)."""
         if any(p is provider for p in self._bound):
             return
-        actions = {"segment": lambda: self.seg.segment(), "volume": lambda: self.segment_volume(),
+        actions = {"segment": lambda: self.seg.segment(), "other": lambda: self.seg.slice_job.start(other=True),
+                   "volume": lambda: self.segment_volume(),
                    "commit": lambda: self.seg._try(self.commit), "clear": lambda: self.seg._try(self.clear),
                    "next": lambda: self.seg._try(self.next_object), "undo": lambda: self.seg._try(self.undo)}
         for name, key in KEYS.items():

@@ -17,10 +17,10 @@ read it). The model loads, slices are encoded and masks predicted off the GUI th
 (``_workers.Job``; ``NAPARI_SCROLL_SAM_SYNC=1`` runs the jobs in the GUI thread, tests).
 
 Public parts: ``image_combo``, ``model_combo`` / ``checkpoint_button`` / ``device_combo`` /
-``model_label`` (the built-in ``small`` is the default unless ``vit_b`` is cached),
+``model_label`` (the built-in ``small_hr`` is the default unless ``vit_b`` is cached),
 ``mode_selector``, ``prompt_button``, ``positive_radio`` / ``negative_radio``, ``object_id``,
 ``new_object_button`` (= Next object), ``overwrite_check``, ``clear_prompts_button``,
-``objects_panel`` (``segment_button``, ``volume_button``, ``commit_button``, ``clear_button``,
+``objects_panel`` (``segment_button``, ``other_button``, ``volume_button``, ``commit_button``, ``clear_button``,
 ``next_button``, ``undo_button``), ``embed_section`` (``embed_button``, ``cancel_button``,
 ``progress_bar``), ``propagate_panel``, ``status_label``, ``error_label``. Signals:
 ``embed_report``, ``embed_finished(bool cancelled)``, ``segment_finished(bool ok)``,
@@ -261,7 +261,7 @@ class SegmentWidget(QWidget):
             self.mode_selector.set_n_slices(vol.shape[0])
         self._offer_arrays()
         has = self.layer is not None
-        for w in (self.prompt_button, self.segment_button, self.clear_prompts_button):
+        for w in (self.prompt_button, self.segment_button, self.objects_panel.other_button, self.clear_prompts_button):
             w.setEnabled(has)
         self.embed_button.setEnabled(has and not self.embed_section.running)
         points = self.points_layer()

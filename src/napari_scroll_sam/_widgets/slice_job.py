@@ -1,12 +1,20 @@
 """Segment slice (S): the current slice's prompts → ``segment_slice`` (off the GUI thread)
-→ the current object's slice (``ObjectSession.set_slice``)."""
+→ the current object's slice (``ObjectSession.set_slice``). Other mask (O): the same prompts
+again, the next of SAM's four masks (``predictor.OUTPUTS``): one click is ambiguous, and on a
+volume like the brain MRI the single mask a click gives is the tumour with its surroundings
+(3-30x its area) while another of the four is the tumour."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..sam.layer_prompts import prompts_on_slice
+from ..sam.predictor import OUTPUTS
 from ._workers import Job
+
+
+def _same_prompts(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
 
 
 class SliceJob:
@@ -15,8 +23,11 @@ class SliceJob:
         self.job: Job | None = None
         self.ok = False
         self._emb, self._emb_key = None, None
+        self.last: dict | None = None  # what the last pasted mask came from (its output among them)
 
-    def start(self) -> None:
+    def start(self, other: bool = False) -> None:
+        """Segment the current slice; ``other``: the next of SAM's four masks for the same
+        prompts as the last one pasted (the first alternative when the prompts changed)."""
         seg = self.seg
         if self.job is not None and self.job.running:
             return
@@ -25,7 +36,14 @@ class SliceJob:
         if p is None:
             seg.segment_finished.emit(False)
             return
-        seg.segment_button.setEnabled(False)
+        p["output"] = None
+        if other:
+            last = self.last
+            same = last is not None and all(last[k] == p[k] for k in ("z", "image", "object_id")) and _same_prompts(
+                last["prompts"], p["prompts"])
+            p["output"] = ((last["output"] or 0) + 1) % len(OUTPUTS) if same else 1
+        for b in (seg.segment_button, seg.objects_panel.other_button):
+            b.setEnabled(False)
         seg.status_label.setText(f"segmenting slice {p['z']}…")
         self.ok = False
         self.job = Job(self._gen(p), on_yield=seg._on_job_item, on_return=self._paste,
@@ -54,7 +72,7 @@ class SliceJob:
         emb = self.embedder(model, p["volume"], p["mode"])
         if not emb.is_cached(p["z"]):
             yield f"encoding slice {p['z']}…"
-        return p, segment_slice(emb, p["z"], **p["prompts"])
+        return p, segment_slice(emb, p["z"], **p["prompts"], output=p["output"])
 
     def _paste(self, result):
         seg = self.seg
@@ -69,12 +87,16 @@ class SliceJob:
         seg.scratch_layer().refresh()  # set_slice wrote the current object only
         ious = ", ".join(f"{v:.2f}" for v in np.asarray(pred.iou, float))
         extra = f" (union of {len(pred.masks)} box prompts)" if len(pred.masks) > 1 else ""
-        seg.status_label.setText(f"slice {p['z']}, object {p['object_id']}: {n} px{extra}; predicted IoU {ious} "
-                                 f"— Commit (C) to keep it")
+        which = p["output"] or 0
+        seg.status_label.setText(f"slice {p['z']}, object {p['object_id']}: {n} px{extra}; mask {which + 1} of "
+                                 f"{len(OUTPUTS)} ({OUTPUTS[which]}), predicted IoU {ious} — Commit (C) to keep "
+                                 f"it, Other mask (O) for the next")
+        self.last = {k: p[k] for k in ("z", "image", "object_id", "prompts", "output")}
         self.ok = True
 
     def _on_finished(self, cancelled: bool):
-        self.seg.segment_button.setEnabled(self.seg.layer is not None)
+        for b in (self.seg.segment_button, self.seg.objects_panel.other_button):
+            b.setEnabled(self.seg.layer is not None)
         self.seg.segment_finished.emit(bool(self.ok and not cancelled))
 
     def embedder(self, model, volume, mode):

@@ -15,6 +15,11 @@ import torch
 from .preprocess import preprocess_shape
 
 
+#: SAM's four masks for a prompt (``Predictor.predict(output=i)``): the single mask (token 0, what a
+#: box, several points or ``multimask=False`` give) and the three of an ambiguous prompt (one click)
+OUTPUTS = ("single", "multi 1", "multi 2", "multi 3")
+
+
 class PromptError(ScrollSamError, ValueError):
     """Prompts that cannot be used: empty, outside the image, badly shaped."""
 
@@ -64,7 +69,7 @@ class Predictor:
 
     @torch.inference_mode()
     def predict(self, embedding: torch.Tensor, original_size, points=None, point_labels=None, boxes=None,
-                mask_input=None, multimask: bool = False) -> Prediction:
+                mask_input=None, multimask: bool = False, output: int | None = None) -> Prediction:
         """Masks for N prompts on one image.
 
         Parameters
@@ -76,7 +81,11 @@ class Predictor:
         boxes : (N, 4) or (4,) array (y0, x0, y1, x1)
         mask_input : (N, 1, 256, 256) low-resolution logits from a previous prediction
         multimask : ask SAM for three masks and keep the one it scores best
+        output : which of SAM's four masks to give instead (``OUTPUTS``: 0 the single mask, what
+            ``multimask=False`` gives; 1-3 the three of an ambiguous prompt, in SAM's order)
         """
+        if output is not None and output not in range(len(OUTPUTS)):
+            raise PromptError(f"output={output!r} must be one of 0-{len(OUTPUTS) - 1} ({', '.join(OUTPUTS)})")
         original_size = tuple(int(s) for s in original_size)
         input_size = preprocess_shape(*original_size, self.img_size)
         n, coords, labels, box_t = None, None, None, None
@@ -121,10 +130,14 @@ class Predictor:
         emb = emb.to(device=self.device, dtype=next(self.sam.mask_decoder.parameters()).dtype)
         sparse, dense = self.sam.prompt_encoder(
             points=(coords, labels) if coords is not None else None, boxes=box_t, masks=mask_input)
-        low_res, iou = self.sam.mask_decoder(
-            image_embeddings=emb, image_pe=self.sam.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask)
-        if multimask:
+        kw = dict(image_embeddings=emb, image_pe=self.sam.prompt_encoder.get_dense_pe(),
+                  sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense)
+        if output is not None:  # all four, then the one asked for
+            low_res, iou = self.sam.mask_decoder.predict_masks(**kw)
+            low_res, iou = low_res[:, output:output + 1], iou[:, output:output + 1]
+        else:
+            low_res, iou = self.sam.mask_decoder(**kw, multimask_output=multimask)
+        if multimask and output is None:
             best = iou.argmax(dim=1)
             idx = torch.arange(len(best), device=best.device)
             low_res, iou = low_res[idx, best][:, None], iou[idx, best][:, None]

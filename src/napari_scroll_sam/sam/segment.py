@@ -20,15 +20,19 @@ from .tiling import predict_stitched
 
 
 def segment_slice(embedder, z: int, points=None, labels=None, box=None, mask_input=None, multimask: bool = False,
-                  predictor: Predictor | None = None, refine: bool = True) -> Prediction:
+                  predictor: Predictor | None = None, refine: bool = True, output: int | None = None) -> Prediction:
     """Mask(s) on slice ``z`` for one or many prompts.
 
     ``points`` (N, K, 2) / (K, 2) in (y, x) with ``labels`` (N, K) / (K,), ``box``
     (N, 4) / (4,) as (y0, x0, y1, x1); N prompts give N masks. On a tiled slice
     each prompt is decoded in its tile and stitched across neighbours. ``refine``: the
     masks settled on the slice's edges (see the module doc); the logits stay the model's.
+    ``output``: which of SAM's four masks (``predictor.OUTPUTS``; None: the single one, or the
+    best scored of three with ``multimask``): one click is ambiguous, and the mask a user wants
+    may be another of the four (the Segment widget's *Other mask*).
     """
-    pred = _segment(embedder, z, points, labels, box, mask_input, multimask, predictor or Predictor(embedder.model))
+    pred = _segment(embedder, z, points, labels, box, mask_input, multimask, predictor or Predictor(embedder.model),
+                    output)
     if refine:
         boxes = None if box is None else np.asarray(box, float).reshape(-1, 4)
         pred.masks = np.stack([refine_on_slice(embedder.volume, z, m, None if boxes is None else boxes[i])
@@ -49,11 +53,11 @@ def refine_on_slice(volume, z: int, mask, box=None) -> np.ndarray:
     return refine(mask, ((y0, x0, y1, x1), grey), box)
 
 
-def _segment(embedder, z, points, labels, box, mask_input, multimask, predictor) -> Prediction:
+def _segment(embedder, z, points, labels, box, mask_input, multimask, predictor, output=None) -> Prediction:
     emb = embedder.get(z)
     if len(emb.tiles) == 1:
         return predictor.predict(emb.tensor[0], emb.original_size, points=points, point_labels=labels, boxes=box,
-                                 mask_input=mask_input, multimask=multimask)
+                                 mask_input=mask_input, multimask=multimask, output=output)
     if mask_input is not None:
         raise PromptError("mask inputs are per tile and cannot be given for a tiled slice")
     pts = None if points is None else np.asarray(points, float)
@@ -76,7 +80,7 @@ def _segment(embedder, z, points, labels, box, mask_input, multimask, predictor)
                 kw["boxes"] = local["box"]
             if not kw:
                 return np.zeros(tile.shape, bool)
-            res = predictor.predict(emb.tensor[tile.index], tile.shape, multimask=multimask, **kw)
+            res = predictor.predict(emb.tensor[tile.index], tile.shape, multimask=multimask, output=output, **kw)
             ious_i.append(float(res.iou[0]))
             return res.masks[0]
 
