@@ -16,6 +16,8 @@ Protocols, on the same objects; every walk stays within its object's z extent:
 * ``p2``: true masks on every k-th slice of the object as anchors (k = 5 for <= 30 slices, else
   10), gaps filled, ends walked.
 * ``p3``: one positive point (the deepest point) on the middle slice instead of the mask.
+* ``p3_pick``: that click's best of SAM's four masks (refined) as the seed: what a user walks
+  from after choosing by eye with the Segment widget's *Other mask* (O) and committing.
 * ``ceiling``: each slice prompted from its own true box (and, as ``click``, its deepest point),
   no propagation: what one slice's segmentation can do at best, as ``segment_slice`` draws it
   (settled on the slice's edges) and the model's own masks (``box_raw`` / ``click_raw``);
@@ -61,7 +63,7 @@ from napari_scroll_sam.sam.embeddings import SliceEmbedder  # noqa: E402
 from napari_scroll_sam.sam.segment import segment_slice  # noqa: E402
 
 T0 = time.perf_counter()
-PROTOCOLS = ("p1", "p1_stop", "p2", "p3", "ceiling")
+PROTOCOLS = ("p1", "p1_stop", "p2", "p3", "p3_pick", "ceiling")
 METHODS = ("copy", "flow", "blind", "ours", "adapt")
 
 
@@ -203,7 +205,15 @@ def stop_reason(text):
     return text
 
 
-def run_ours(emb, ds, protocol, cfg, stop):
+def picked_click(emb, g, z):
+    """The best (IoU with the truth: a user choosing by eye) of SAM's four refined masks for a
+    click at the deepest point of ``g[z]``."""
+    p = farthest_from_boundary(g[z])[None]
+    masks = [segment_slice(emb, z, points=p, labels=[1], output=i).masks[0] for i in range(4)]
+    return max(masks, key=lambda m: iou(m, g[z]))
+
+
+def run_ours(emb, ds, protocol, cfg, stop, picked=None):
     seeds, limits, seed_z = [], {}, {}
     for oid, g in ds.objects.items():
         lo, hi = extent(g)
@@ -213,6 +223,8 @@ def run_ours(emb, ds, protocol, cfg, stop):
         for z in zs:
             if protocol == "p3":
                 seeds.append(Seed(oid, z, points=farthest_from_boundary(g[z])[None], labels=[1]))
+            elif protocol == "p3_pick":
+                seeds.append(Seed(oid, z, mask=picked[oid]))
             else:
                 seeds.append(Seed(oid, z, mask=g[z]))
     labels = np.zeros(ds.volume.shape, np.uint32)
@@ -232,7 +244,7 @@ def run_baseline(method, ds, protocol, flow, p3_seeds=None):
     for oid, g in ds.objects.items():
         zs = anchors_of(g, protocol)
         seed_z[oid] = set(zs)
-        seeds = {z: (p3_seeds[oid] if protocol == "p3" else g[z]) for z in zs}
+        seeds = {z: (p3_seeds[oid] if protocol in ("p3", "p3_pick") else g[z]) for z in zs}
         pred[oid] = baseline(method, g, seeds, flow)
     return score(pred, ds.objects, seed_z, time.perf_counter() - t)
 
@@ -291,6 +303,8 @@ def evaluate(ds, model, args, cache):
         row = {}
         stop = StopRule() if protocol == "p1_stop" else StopRule.off()
         p3_seeds = None
+        if protocol == "p3_pick":  # the same picked seed for every method
+            p3_seeds = {oid: picked_click(emb, g, anchors_of(g, "p3")[0]) for oid, g in ds.objects.items()}
         for method in args.methods:
             if method in ("copy", "flow"):
                 if protocol == "p1_stop":
@@ -303,9 +317,9 @@ def evaluate(ds, model, args, cache):
                                                       labels=[1]).masks[0]
                 row[method] = run_baseline(method, ds, protocol, flow, p3_seeds)
             else:
-                if method == "adapt" and protocol in ("p1_stop", "p3"):
+                if method == "adapt" and protocol in ("p1_stop", "p3", "p3_pick"):
                     continue
-                row[method], _ = run_ours(emb, ds, protocol, cfgs[method], stop)
+                row[method], _ = run_ours(emb, ds, protocol, cfgs[method], stop, p3_seeds)
             log(f"{ds.name} {protocol} {method}: {row[method]}")
         res[protocol] = row
     return res
