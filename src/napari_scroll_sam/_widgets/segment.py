@@ -104,7 +104,7 @@ class SegmentWidget(QWidget):
         pform.addRow(self.clear_prompts_button)
         lay = scrolled(self)
         lay.addLayout(form)
-        lay.addWidget(section("Objects  (S, Shift+S, C, Shift+C, N, Ctrl+Z)", pform))
+        lay.addWidget(section("Objects  (S, O, Shift+S, C, Shift+C, N, Ctrl+Z)", pform))
         lay.addWidget(self.status_label)
         lay.addWidget(self.error_label)
         lay.addWidget(section("Sampling", self.mode_selector, expanded=False))
