@@ -221,3 +221,33 @@ def test_crop_and_level_stay_lazy_and_keep_position(tmp_path):
     np.testing.assert_array_equal(c1.data.compute(), vol[::2, ::2, ::2][2:4])
     with pytest.raises(ValueError, match=r"crop z=\(10, 99\) is outside"):
         v.crop(z=(10, 99))
+
+
+def test_nrrd_voxel_size_without_float_noise_and_its_unit(tmp_path, volume_array):
+    """A header's 6.4999999999999982 (the brain MRI's) is 6.5: with the noise napari's slider
+    has one step too few (24 for 25 slices). Anatomical spaces are in millimetres."""
+    import nrrd
+
+    dirs = np.diag([0.78124999999999989, -0.78124999999999989, 6.4999999999999982])
+    nrrd.write(str(tmp_path / "mri.nrrd"), volume_array, index_order="C",
+               header={"space": "left-posterior-superior", "space directions": dirs})
+    v = open_volume(tmp_path / "mri.nrrd")
+    assert v.voxel_size == (6.5, 0.78125, 0.78125) and v.unit == "mm"
+    nrrd.write(str(tmp_path / "um.nrrd"), volume_array, index_order="C",
+               header={"space directions": np.diag([2.0, 2.0, 2.0]), "space dimension": 3,
+                       "space units": ["um", "um", "um"]})
+    assert open_volume(tmp_path / "um.nrrd").unit == "um"
+    nrrd.write(str(tmp_path / "plain.nrrd"), volume_array, index_order="C", header={"spacings": [1.0, 1.0, 1.0]})
+    assert open_volume(tmp_path / "plain.nrrd").unit == "pixel"
+
+
+def test_napari_reaches_every_slice_of_the_brain_mri(shared_data, make_napari_viewer):
+    """The MRI's 25 slices are 25 steps of napari's slider (with its float-noise voxel size 24)."""
+    from napari_scroll_sam.io.reader import get_reader
+
+    path = str(shared_data / "brain-mri" / "brain1_image.nrrd")
+    viewer = make_napari_viewer()
+    for data, meta, kind in get_reader(path)(path):
+        getattr(viewer, f"add_{kind}")(data, **meta)
+    viewer.dims.set_current_step(0, 24)
+    assert viewer.dims.nsteps[0] == 25 and viewer.dims.current_step[0] == 24

@@ -124,7 +124,24 @@ def open_nrrd(path: Path) -> Volume:
                     extras.append(Extra(base + other, lab3, "labels"))
     window = estimate_window(arr3) if header.get("encoding", "raw") == "raw" else _dtype_or_estimate(arr3)
     return Volume(levels=[arr3], voxel_size=spacing, contrast_limits=window, path=path, extras=extras,
-                  metadata={"format": "nrrd", "encoding": header.get("encoding", "raw")})
+                  unit=_unit(header), metadata={"format": "nrrd", "encoding": header.get("encoding", "raw")})
+
+
+#: NRRD's anatomical spaces: medical tools (3D Slicer, ITK) read their coordinates in millimetres
+ANATOMICAL = {"right-anterior-superior", "ras", "left-anterior-superior", "las", "left-posterior-superior", "lps",
+              "right-anterior-superior-time", "left-anterior-superior-time", "left-posterior-superior-time",
+              "scanner-xyz", "3d-right-handed", "3d-left-handed"}
+
+
+def _unit(header) -> str:
+    """The voxel size's unit: ``space units`` when the header gives one unit for every axis,
+    millimetres in an anatomical ``space``, else "pixel"."""
+    units = header.get("space units")
+    if units is not None:
+        names = {str(u).strip().strip('"') for u in (units if isinstance(units, (list, tuple)) else [units])}
+        if len(names) == 1 and next(iter(names)):
+            return next(iter(names))
+    return "mm" if str(header.get("space", "")).strip().lower() in ANATOMICAL else "pixel"
 
 
 def _dtype_or_estimate(arr):

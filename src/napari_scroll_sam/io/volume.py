@@ -73,7 +73,9 @@ class Volume:
         given = self.levels
         self.levels = [a if isinstance(a, da.Array) else da.asarray(a) for a in given]
         self._in_memory = [(lv, a) for lv, a in zip(self.levels, given) if isinstance(a, np.ndarray)][:1]
-        self.voxel_size = tuple(float(v) for v in self.voxel_size)
+        # 7 significant digits: a header's float noise (an NRRD's 6.4999999999999982, a float32
+        # 0.699999988) would give napari one slider step too few (24 steps for 25 slices)
+        self.voxel_size = tuple(float(f"{float(v):.7g}") for v in self.voxel_size)
         if self.contrast_limits is None and self.levels:
             self.contrast_limits = estimate_window(self.levels[-1])
         self.contrast_limits = tuple(float(v) for v in self.contrast_limits)
