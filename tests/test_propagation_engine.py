@@ -326,3 +326,15 @@ def test_a_small_object_moving_its_own_width_is_not_a_jump():
     _, blind = run(gt, seeds, OraclePredictor(gt), stop=StopRule(), direction="up", walk=WalkConfig.blind())
     assert [r.stopped for r in blind if r.stopped] and "IoU with the previous slice" in next(
         r.stopped for r in blind if r.stopped)
+
+
+def test_summary_of_a_cancelled_walk_says_where_it_was():
+    from napari_scroll_sam.propagation import walk_summary
+
+    gt = two_discs()
+    _, reports = run(gt, [Seed(1, 12, mask=gt[12] == 1)], OraclePredictor(gt), stop=StopRule(max_empty=2),
+                     z_limits=(4, 24))
+    cut = [r for r in reports if r.direction >= 0 and r.z <= 17]  # cancelled going up, before going down
+    line, = walk_summary(cut, cancelled=True)
+    assert "up: cancelled after slice 17" in line and "down: cancelled before it began" in line
+    assert "reached the limit" not in line

@@ -204,7 +204,7 @@ def run_summary(reports, cancelled: bool = False, failed: bool = False, max_obje
     lines = [f"{head}object{'s' if len(objects) > 1 else ''} {', '.join(map(str, objects))}: {written} slice"
              f"{'s' if written != 1 else ''} propagated, {anchors} anchor{'s' if anchors != 1 else ''} kept"
              + (" (the slices done stay written)" if cancelled else "")]
-    per_object = walk_summary(reports)
+    per_object = walk_summary(reports, cancelled)
     lines += per_object[:max_objects]
     if len(per_object) > max_objects:
         lines.append(f"… and {len(per_object) - max_objects} more objects")

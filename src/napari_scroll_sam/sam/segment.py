@@ -55,9 +55,10 @@ def refine_on_slice(volume, z: int, mask, box=None) -> np.ndarray:
 
 def _segment(embedder, z, points, labels, box, mask_input, multimask, predictor, output=None) -> Prediction:
     emb = embedder.get(z)
+    which = {} if output is None else {"output": output}  # (a predictor without outputs still serves the rest)
     if len(emb.tiles) == 1:
         return predictor.predict(emb.tensor[0], emb.original_size, points=points, point_labels=labels, boxes=box,
-                                 mask_input=mask_input, multimask=multimask, output=output)
+                                 mask_input=mask_input, multimask=multimask, **which)
     if mask_input is not None:
         raise PromptError("mask inputs are per tile and cannot be given for a tiled slice")
     pts = None if points is None else np.asarray(points, float)
@@ -80,7 +81,7 @@ def _segment(embedder, z, points, labels, box, mask_input, multimask, predictor,
                 kw["boxes"] = local["box"]
             if not kw:
                 return np.zeros(tile.shape, bool)
-            res = predictor.predict(emb.tensor[tile.index], tile.shape, multimask=multimask, output=output, **kw)
+            res = predictor.predict(emb.tensor[tile.index], tile.shape, multimask=multimask, **which, **kw)
             ious_i.append(float(res.iou[0]))
             return res.masks[0]
 
