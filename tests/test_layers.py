@@ -121,3 +121,24 @@ def test_training_pairs_by_name_and_check_pair():
                         (("img", "lab", "instances"), "already")):
         with pytest.raises(layers.LayerError, match=words):
             layers.check_pair([("img", "lab", "instances")], *args)
+
+
+def test_layer_kind_through_naparis_plugin_proxy_does_not_warn():
+    """A plugin's viewer is napari's public-only proxy: reading ``_type_string`` through it warns
+    (and goes away in napari 0.10); the kind comes from the layer's class."""
+    import warnings
+
+    from napari.components import ViewerModel
+    from napari.utils._proxies import PublicOnlyProxy
+
+    from napari_scroll_sam.layers import labels_of_shape, layer_kind
+
+    v = ViewerModel()
+    v.add_labels(np.zeros((3, 4, 4), np.uint8), name="lab")
+    v.add_image(np.zeros((3, 4, 4)), name="img")
+    v.add_points(name="pts")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        layers = PublicOnlyProxy(v).layers
+        assert [layer_kind(ly) for ly in layers] == ["labels", "image", "points"]
+        assert list(labels_of_shape(layers, (3, 4, 4))) == ["lab"] and not labels_of_shape(layers, (2, 4, 4))

@@ -166,10 +166,23 @@ def data_z(layer, world_point, depth: int | None = None) -> int | None:
     return z if depth is None or 0 <= z < depth else None
 
 
+LAYER_KINDS = ("image", "labels", "points", "shapes", "surface", "tracks", "vectors")
+
+
+def layer_kind(layer) -> str:
+    """"image", "labels", … of a napari layer by its class (``__class__``: napari's public-only
+    proxy of a plugin's viewer answers for the layer; reading ``_type_string`` through it warns
+    that it goes away), without importing napari; a stand-in's ``_type_string`` otherwise."""
+    for c in layer.__class__.__mro__:
+        if c.__name__.lower() in LAYER_KINDS:
+            return c.__name__.lower()
+    return str(getattr(layer, "_type_string", ""))
+
+
 def labels_of_shape(layers, shape) -> dict:
     """``{name: data}`` of the single-scale labels layers of ``shape`` among ``layers`` (what
     the filter's mask / annotated rules and training can use with a volume of that shape)."""
-    return {ly.name: ly.data for ly in layers if getattr(ly, "_type_string", "") == "labels"
+    return {ly.name: ly.data for ly in layers if layer_kind(ly) == "labels"
             and not getattr(ly, "multiscale", False) and tuple(ly.data.shape) == tuple(shape)}
 
 
@@ -327,7 +340,7 @@ def training_pairs_by_name(layers, pairs) -> list:
         if name not in layers:
             raise LayerError(f"the {what} layer {name!r} is no longer in the viewer")
         ly = layers[name]
-        if getattr(ly, "_type_string", "") != kind:
+        if layer_kind(ly) != kind:
             raise LayerError(f"{name!r} is not {'an image' if kind == 'image' else 'a labels'} layer")
         return ly
 
