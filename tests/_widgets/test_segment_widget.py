@@ -166,6 +166,12 @@ def test_no_prompt_on_the_slice(setup, model, image):
     assert w.current_z() == 2
     w.segment_button.click()
     assert "no point or box on slice 2" in w.error_label.text()
+    # the prompt layers are named; a point on another points layer is said not to be read
+    assert "prompts are read from 'other prompts' and 'other boxes'" in w.error_label.text()
+    viewer.add_points([[2, 16, 16]], name="Points", scale=(2, 1, 1), translate=(4, 0, 0))
+    w.segment_button.click()
+    assert "'Points' is not read" in w.error_label.text()
+    viewer.layers.remove("Points")
     assert {"other" + s for s in (PROMPTS_SUFFIX, BOXES_SUFFIX, MASKS_SUFFIX)} <= {ly.name for ly in viewer.layers}
     points, _, masks = w.prompt_layers()
     assert tuple(points.scale) == tuple(masks.scale) == tuple(w.scratch_layer().scale) == tuple(other.scale)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..layers import layer_kind
 from ..sam.layer_prompts import prompts_on_slice
-from ..sam.predictor import OUTPUTS
+from ..sam.predictor import OUTPUTS, PromptError
+from ._prompt_layers import ROLE
 from ._workers import Job
 
 
@@ -61,9 +63,24 @@ class SliceJob:
             raise ValueError("the current slice is outside the image: move the z slider onto it")
         seg.add_prompt_layers()
         pts, pos, rects = seg._prompts_in_image(seg._z_world())
-        return {"z": z, "prompts": prompts_on_slice(pts, pos, rects, z, vol.shape), "volume": vol,
+        try:
+            prompts = prompts_on_slice(pts, pos, rects, z, vol.shape)
+        except PromptError as exc:
+            raise PromptError(f"{exc}{self._where_prompts_go()}") from None
+        return {"z": z, "prompts": prompts, "volume": vol,
                 "mode": seg.mode_selector.mode(), "key": seg._wanted_model_key(),
                 "object_id": seg.object_id.value(), "image": layer.name}
+
+    def _where_prompts_go(self) -> str:
+        """Which layers hold the prompts, and the points layers that do not (a point put there
+        is not a prompt)."""
+        seg = self.seg
+        mine = [ly for ly in (seg.points_layer(), seg.boxes_layer()) if ly is not None]
+        others = [ly.name for ly in seg.viewer.layers if ly not in mine and layer_kind(ly) in ("points", "shapes")
+                  and len(ly.data) and ROLE not in ly.metadata]  # (another image's prompt layers aside)
+        text = f" (prompts are read from {' and '.join(repr(ly.name) for ly in mine)}"
+        return text + (f"; {', '.join(map(repr, others))} {'is' if len(others) == 1 else 'are'} not read)"
+                       if others else ")")
 
     def _gen(self, p):
         from ..sam.segment import segment_slice
