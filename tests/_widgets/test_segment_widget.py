@@ -473,3 +473,15 @@ def test_a_weights_download_shows_in_napari_progress(setup):
     assert w.models._bar is None and len(progress._all_instances) == before
     assert "downloading" not in w.model_label.text()
     assert not w.models.on_item("news") and not w.models.on_item(object())
+
+
+def test_a_masks_layer_of_another_shape_is_named(setup, model, image):
+    """A '<image> masks' layer that does not fit the image: Segment names it and the image."""
+    viewer, w = setup
+    viewer.add_labels(np.zeros((6, 32, 32), np.uint32), name="scroll" + MASKS_SUFFIX)
+    w.prompt_button.click()
+    w.points_layer().add([3, 30, 30])
+    w.segment_button.click()
+    text = w.error_label.text()
+    assert "the layer 'scroll masks' is (6, 32, 32) but the image 'scroll' is (6, 64, 64)" in text, text
+    assert w.scratch_layer().data.sum() == 0

@@ -111,6 +111,12 @@ class ObjectsPanel(QWidget):
 
     def session(self) -> ObjectSession:
         scratch, masks = self.layers()
+        shape = tuple(self.seg.volume().shape)
+        for ly in (masks, scratch):
+            if tuple(ly.data.shape) != shape:
+                raise ValueError(f"the layer {ly.name!r} is {tuple(ly.data.shape)} but the image "
+                                 f"{self.seg.layer.name!r} is {shape}: remove or rename that layer (Segment "
+                                 f"makes a new one)")
         key = (id(scratch.data), id(masks.data))
         s = self._sessions.get(key)
         if s is None:
