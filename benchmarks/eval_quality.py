@@ -12,7 +12,10 @@ stack, the chloroplast EM (tiled slices), the two brain MRI tumour ROIs, the Fil
 Protocols, on the same objects; every walk stays within its object's z extent:
 
 * ``p1``: the true mask on the object's middle slice, carried to both ends; stop rules off.
-* ``p1_stop``: the same with the default stop rules (slices reached, why each walk stopped).
+* ``p1_stop``: the same with the default stop rules and no z limits, as a user runs it (slices
+  reached, why each walk stopped, and how far it ran past the object: ``beyond_slices``, the
+  slices outside the object's extent given a mask, and ``beyond_share``, the share of its
+  predicted voxels there).
 * ``p2``: true masks on every k-th slice of the object as anchors (k = 5 for <= 30 slices, else
   10), gaps filled, ends walked.
 * ``p3``: one positive point (the deepest point) on the middle slice instead of the mask.
@@ -197,6 +200,19 @@ def score(pred_by_obj, objects, seeds_by_obj, seconds):
             "s_per_object_slice": round(seconds / max(total, 1), 4)}
 
 
+def overrun(pred_by_obj, objects):
+    """How far walks ran past their objects: slices outside each object's z extent holding some
+    of its predicted voxels, and the share of its predicted voxels there."""
+    slices, out, total = 0, 0, 0
+    for oid, g in objects.items():
+        lo, hi = extent(g)
+        per = pred_by_obj[oid].sum(axis=(1, 2))
+        outside = np.r_[per[:lo], per[hi + 1:]]
+        slices += int((outside > 0).sum())
+        out, total = out + int(outside.sum()), total + int(per.sum())
+    return {"beyond_slices": slices, "beyond_share": round(out / total, 4) if total else 0.0}
+
+
 def stop_reason(text):
     for key, short in (("empty mask", "empty"), ("predicted IoU", "pred_iou"), ("previous slice", "slice_iou"),
                        ("area changed", "area"), ("stop slice", "stop_slice")):
@@ -229,10 +245,13 @@ def run_ours(emb, ds, protocol, cfg, stop, picked=None):
                 seeds.append(Seed(oid, z, mask=g[z]))
     labels = np.zeros(ds.volume.shape, np.uint32)
     t = time.perf_counter()
-    reports = list(propagate(emb, seeds, labels, strategy="box+farthest", stop=stop, z_limits=limits, walk=cfg))
+    reports = list(propagate(emb, seeds, labels, strategy="box+farthest", stop=stop,
+                             z_limits=None if protocol == "p1_stop" else limits, walk=cfg))
     dt = time.perf_counter() - t
     pred = {oid: labels == oid for oid in ds.objects}
     out = score(pred, ds.objects, seed_z, dt)
+    if protocol == "p1_stop":
+        out.update(overrun(pred, ds.objects))
     out["stops"] = dict(Counter(stop_reason(r.stopped) for r in reports if r.stopped).most_common())
     out["sources"] = dict(Counter(r.source for r in reports if r.direction and not r.stopped).most_common())
     return out, pred
@@ -347,7 +366,8 @@ def table(result):
                     continue
                 cell = f"{v['mean_iou']:.3f}" if v["mean_iou"] is not None else "–"
                 if p == "p1_stop":
-                    cell += f" ({v['reached']}/{v['object_slices']})"
+                    cell += f" ({v['reached']}/{v['object_slices']}"
+                    cell += f", +{v['beyond_slices']} beyond)" if "beyond_slices" in v else ")"
                 if v["switches"] > 0.02:
                     cell += f" sw {v['switches']:.2f}"
                     if "union_iou" in v:  # objects that swap voxels: how well they cover all of them together
