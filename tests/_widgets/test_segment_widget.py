@@ -400,6 +400,7 @@ def test_review_3d(make_napari_viewer, qtbot, cache, model):
     viewer = make_napari_viewer()
     for data, meta, kind in sample_scroll(shape=(8, 64, 64)):
         getattr(viewer, f"add_{kind}")(data, **meta)
+    viewer.layers["sheets"].visible = viewer.layers["ink"].visible = True  # a user comparing with the truth
     w = SegmentWidget(viewer)
     qtbot.addWidget(w)
     before = w.volume().identity()
@@ -422,6 +423,7 @@ def test_review_3d_bright_objects_and_back_to_2d_restores(make_napari_viewer, qt
     viewer = make_napari_viewer(show=True)
     for data, meta, kind in sample_scroll(shape=(8, 64, 64)):
         getattr(viewer, f"add_{kind}")(data, **meta)
+    viewer.layers["sheets"].visible = viewer.layers["ink"].visible = True  # a user comparing with the truth
     w = SegmentWidget(viewer)
     qtbot.addWidget(w)
     w.prompt_button.click()

@@ -172,6 +172,7 @@ def test_sample_scroll():
     assert isinstance(image, da.Array) and image.shape == SHAPE and image.dtype == np.uint16
     assert sheets.dtype == np.uint32 and ink.dtype == np.uint8
     assert meta["name"] == "scroll" and smeta["name"] == "sheets" and imeta["name"] == "ink"
+    assert meta.get("visible", True) and not smeta["visible"] and not imeta["visible"]  # the truth opens hidden
     lo, hi = meta["contrast_limits"]
     assert 0 < lo < hi <= 65535
     assert isinstance(meta["metadata"], dict)

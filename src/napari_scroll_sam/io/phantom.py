@@ -266,11 +266,12 @@ def scroll_phantom(shape=(64, 256, 256), seed=0, wraps=None, chunks=None) -> Scr
 
 
 def sample_scroll(shape=(64, 256, 256), seed=0, phantom: ScrollPhantom | None = None):
-    """napari sample data: a phantom (default (64, 256, 256), seed 0) as image + sheets + ink layers."""
+    """napari sample data: a phantom (default (64, 256, 256), seed 0) as image + sheets + ink layers
+    (the ground truth, hidden: the scroll is what one segments; show them to compare)."""
     image, sheets, ink = phantom if phantom is not None else scroll_phantom(shape, seed=seed)
     meta = {"phantom": {"shape": image.shape, "seed": seed}}
     return [
         (image, {"name": "scroll", "contrast_limits": list(CONTRAST_LIMITS), "metadata": meta}, "image"),
-        (sheets, {"name": "sheets", "opacity": 0.5}, "labels"),
-        (ink.astype(np.uint8), {"name": "ink"}, "labels"),
+        (sheets, {"name": "sheets", "opacity": 0.5, "visible": False}, "labels"),
+        (ink.astype(np.uint8), {"name": "ink", "visible": False}, "labels"),
     ]
