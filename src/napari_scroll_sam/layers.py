@@ -276,10 +276,10 @@ def seeds_from_labels(labels, object_id: int, lo: int = 0, hi: int | None = None
             for z in object_slices(labels, object_id, lo, hi)]
 
 
-def parse_slices(text: str, what: str = "validation slices") -> list[int] | None:
+def parse_slices(text: str, what: str = "validation slices", depth: int | None = None) -> list[int] | None:
     """``"3, 7 10-12"`` → ``[3, 7, 10, 11, 12]`` (ranges ``a-b``, ``a:b`` or ``a..b``,
     inclusive; sorted, unique); empty text → None; ``LayerError`` naming ``what`` on
-    anything else."""
+    anything else, and on a slice past the last of ``depth`` slices."""
     text = text.strip()
     if not text:
         return None
@@ -293,6 +293,8 @@ def parse_slices(text: str, what: str = "validation slices") -> list[int] | None
             raise LayerError(f"{what}: the range {part!r} runs backwards")
         if b - a > 1_000_000:
             raise LayerError(f"{what}: the range {part!r} is too long")
+        if depth is not None and b >= depth:
+            raise LayerError(f"{what}: {part!r} is past the last slice ({depth - 1})")
         out.update(range(a, b + 1))
     return sorted(out)
 

@@ -223,6 +223,7 @@ def test_bad_input_shows_an_error_and_writes_nothing(setup, gt, oracle):
     cases = [
         (lambda: panel.stop_form.set("max_area_change", 0.5), "max_area_change=0.5 must be None or a factor >= 1"),
         (lambda: panel.stop_slices_edit.setText("3, x"), "stop slices: 'x' is not a slice number"),
+        (lambda: panel.stop_slices_edit.setText("3, 100"), "stop slices: '100' is past the last slice (7)"),
         (lambda: panel.objects_edit.setText("2"), r"object(s) 2 have no voxels in the masks layer"),
         (lambda: (panel.z_from_spin.setValue(6), panel.z_to_spin.setValue(2)), "the first slice is after the last"),
         (lambda: panel.objects_edit.setText("0"), "ids start at 1"),

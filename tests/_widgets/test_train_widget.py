@@ -185,6 +185,9 @@ def test_parse_slices():
     assert parse_slices("3, 7 10-12") == [3, 7, 10, 11, 12]
     with pytest.raises(ValueError, match="backwards"):
         parse_slices("5-2")
+    assert parse_slices("3, 63", depth=64) == [3, 63]
+    with pytest.raises(ValueError, match=r"'60-64' is past the last slice \(63\)"):
+        parse_slices("3, 60-64", "stop slices", depth=64)
 
 
 def test_in_a_thread(setup, monkeypatch, qtbot):

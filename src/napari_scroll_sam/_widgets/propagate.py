@@ -127,7 +127,8 @@ class PropagatePanel(QWidget):
     # --- settings → arguments --------------------------------------------------------------------
     def stop_rule(self):
         """The ``StopRule`` of the form and the stop slices (``PropagationError`` when out of range)."""
-        return self.stop_form.value(stop_slices=parse_slices(self.stop_slices_edit.text(), "stop slices") or [])
+        return self.stop_form.value(stop_slices=parse_slices(self.stop_slices_edit.text(), "stop slices",
+                                                             self._n_slices) or [])
 
     def walk_config(self):
         """The ``WalkConfig`` of the form."""
