@@ -152,8 +152,10 @@ def test_no_prompt_on_the_slice(setup, model, image):
     w.clear_prompts_button.click()  # removes the prompts of slice 3 only
     np.testing.assert_array_equal(points.data, [[1, 10, 10]])
     assert len(boxes.data) == 1 and boxes.data[0][0, 0] == 4
+    w.status_label.setText("loading small_hr on auto…")  # what an earlier job left
     w.segment_button.click()
     assert "no point or box on slice 3: points are on slice(s) 1; boxes are on slice(s) 4" in w.error_label.text()
+    assert w.status_label.text() == ""  # no stale words beside the error
     assert not w.error_label.isHidden()
     assert masks.data.sum() == 0
 

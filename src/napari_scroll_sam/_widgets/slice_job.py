@@ -36,6 +36,7 @@ class SliceJob:
         seg._clear_error()
         p = seg._try(self._prepare)
         if p is None:
+            seg.status_label.setText("")  # an earlier job's words no longer hold; the error says why
             seg.segment_finished.emit(False)
             return
         p["output"] = None
