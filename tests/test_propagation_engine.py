@@ -338,3 +338,23 @@ def test_summary_of_a_cancelled_walk_says_where_it_was():
     line, = walk_summary(cut, cancelled=True)
     assert "up: cancelled after slice 17" in line and "down: cancelled before it began" in line
     assert "reached the limit" not in line
+
+
+def test_area_share_rule_stops_where_the_object_fades():
+    """``min_area_share``: the walk stops where the mask falls below that share of its anchor's
+    area (the slice is not written); off by default."""
+    gt = np.zeros((12, 32, 32), np.uint8)
+    for z in range(12):  # a disc shrinking away from its anchor on slice 2
+        r = max(0, 8 - z)
+        yy, xx = np.mgrid[:32, :32]
+        gt[z] = ((yy - 16) ** 2 + (xx - 16) ** 2) < r * r
+    assert StopRule().min_area_share is None
+    _, reports = run(gt, [Seed(1, 2, mask=gt[2] == 1)], OraclePredictor(gt), stop=StopRule(min_area_share=0.3),
+                     direction="up")
+    stop, = [r for r in reports if r.stopped]
+    a0 = int((gt[2] == 1).sum())
+    assert "of the anchor's" in stop.stopped and stop.area < 0.3 * a0
+    written = [r.z for r in reports if r.direction and not r.stopped]
+    assert written and all((gt[z] == 1).sum() >= 0.3 * a0 for z in written) and stop.z == max(written) + 1
+    with pytest.raises(PropagationError, match="min_area_share=2"):
+        StopRule(min_area_share=2)

@@ -76,9 +76,11 @@ class Walk:
     anchor: int | None = None  # the anchor slice it started from
     confirmed: tuple | None = None  # (z, mask) of the last slice not carried: where a rewind starts
     dense_until: int | None = None  # after a rewind the model is asked on every slice up to here
+    anchor_area: int | None = None  # px of the anchor's mask (the area-share stop rule)
 
     def __post_init__(self):
         self.anchor = self.z if self.anchor is None else self.anchor
+        self.anchor_area = int(np.count_nonzero(self.mask)) if self.anchor_area is None else self.anchor_area
         self.confirmed = self.confirmed or (self.z, self.mask)
 
     @property

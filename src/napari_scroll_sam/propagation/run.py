@@ -281,7 +281,7 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
         carried_run = sum(rep is not None for *_, rep in w.pending)
         overruled = (w.overruled_run if source == "carried" else
                      w.overruled_run + 1 + carried_run if source == "prior" else 0)
-        reason = stop.check(area, prev_area, piou, moved) or stop.overruled_fires(overruled)
+        reason = stop.check(area, prev_area, piou, moved, w.anchor_area) or stop.overruled_fires(overruled)
         if reason and w.rewind():  # carried slices since the model last saw it: find where the rule fires
             continue
         w.overruled_run = overruled

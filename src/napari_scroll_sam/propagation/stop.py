@@ -33,6 +33,8 @@ class StopRule:
         and the prior then carries the object; set it to stop where the model no longer
         sees the object (a walk without z limits otherwise runs to the volume's end).
     stop_slices : slices the user marked: a walk stops before them
+    min_area_share : the mask shrinks below this share of its anchor's area (the object is
+        ending: past an object's last slice a carried mask keeps shrinking)
     """
 
     min_pred_iou: float | None = None
@@ -41,9 +43,10 @@ class StopRule:
     max_empty: int | None = 3
     stop_slices: frozenset = frozenset()
     max_overruled: int | None = None
+    min_area_share: float | None = None
 
     def __post_init__(self):
-        for name in ("min_pred_iou", "min_slice_iou"):
+        for name in ("min_pred_iou", "min_slice_iou", "min_area_share"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and 0.0 <= float(v) <= 1.0):
                 raise PropagationError(f"stop rule {name}={v} must be None or within [0, 1]")
@@ -59,7 +62,7 @@ class StopRule:
     @classmethod
     def off(cls) -> "StopRule":
         """No rule: every walk runs to its limits."""
-        return cls(None, None, None, None, max_overruled=None)
+        return cls(None, None, None, None, max_overruled=None, min_area_share=None)
 
     def empty_fires(self, run: int) -> str | None:
         if self.max_empty is not None and run >= self.max_empty:
@@ -71,8 +74,11 @@ class StopRule:
             return f"the model disagreed with the motion prior on {run} slices in a row"
         return None
 
-    def check(self, area: int, prev_area: int, pred_iou: float, slice_iou: float) -> str | None:
+    def check(self, area: int, prev_area: int, pred_iou: float, slice_iou: float,
+              anchor_area: int | None = None) -> str | None:
         """The reason a non-empty mask stops the walk, or None."""
+        if self.min_area_share and anchor_area and area < self.min_area_share * anchor_area:
+            return f"area {area} px < {self.min_area_share:g} of the anchor's {anchor_area} px"
         if self.min_pred_iou and pred_iou < self.min_pred_iou:
             return f"predicted IoU {pred_iou:.2f} < {self.min_pred_iou}"
         if self.min_slice_iou and slice_iou < self.min_slice_iou:
