@@ -16,7 +16,6 @@ JSON on stdout (and ``--out``), a markdown table on stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from napari_scroll_sam.demo import run_demo  # noqa: E402
 from napari_scroll_sam.propagation import WalkConfig  # noqa: E402
 from napari_scroll_sam.sam.models import load_model  # noqa: E402
+from _json_out import emit  # noqa: E402  (benchmarks/ is the script's folder)
 
 SPLITS = {"winding": WalkConfig(), "no_recut": WalkConfig(recut=False),
           "geodesic": WalkConfig(winding=False, recut=False)}
@@ -64,11 +64,7 @@ def main(argv=None):
         cells = [f"{row[n]['mean_iou']:.3f} / {100 * row[n]['switches']:.1f} % / {row[n]['sheet_iou']:.3f}"
                  for n in SPLITS]
         print(f"| {seed} | " + " | ".join(cells) + " |", file=sys.stderr)
-    text = json.dumps(res, indent=1)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    print(text)
+    emit(res, args.out)
 
 
 if __name__ == "__main__":

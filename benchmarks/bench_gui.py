@@ -29,7 +29,6 @@ Prints JSON and writes it to ``--out`` (default ``benchmarks/results/bench_gui.j
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import threading
@@ -37,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _json_out import emit  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def main():
@@ -190,11 +190,7 @@ def finish(viewer, timer, args, parts):
     timer.stop()
     result = {"shape": list(args.shape), "model": "small", "threads": 1,
               "load_average": [round(v, 2) for v in os.getloadavg()], **parts}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
     viewer.close()
 
 

@@ -17,7 +17,6 @@ re-cut. Per size: seconds (best of ``--repeat``), the peak of Python-tracked mem
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import tracemalloc
@@ -33,6 +32,7 @@ from napari_scroll_sam.propagation.engine import split_seeds  # noqa: E402
 from napari_scroll_sam.propagation.prior import window  # noqa: E402
 from napari_scroll_sam.propagation.recut import recut  # noqa: E402
 from napari_scroll_sam.propagation.winding import sheet_centre  # noqa: E402
+from _json_out import emit  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def _angles(shape, centre):
@@ -93,10 +93,7 @@ def main(argv=None):
                "recut_iou": score(cut), "carried_iou": score(carried)}
         res["sizes"][size] = row
         print(size, row, file=sys.stderr, flush=True)
-    text = json.dumps(res, indent=1)
-    if args.out:
-        Path(args.out).write_text(text)
-    print(text)
+    emit(res, args.out)
 
 
 if __name__ == "__main__":

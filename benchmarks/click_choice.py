@@ -18,7 +18,6 @@ a markdown table on stderr. Chloroplast (tiled, slow) only when named in ``--dat
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from napari_scroll_sam.prompts import farthest_from_boundary  # noqa: E402
 from napari_scroll_sam.propagation.prior import window  # noqa: E402
 from napari_scroll_sam.sam.embeddings import SliceEmbedder  # noqa: E402
 from napari_scroll_sam.sam.segment import segment_slice  # noqa: E402
+from _json_out import emit  # noqa: E402  (benchmarks/ is the script's folder)
 
 FOUR = (0, 1, 2, 3)
 RULES = {"single": lambda c: 0,
@@ -107,10 +107,7 @@ def main(argv=None):
     for r in RULES:
         cells = [res["datasets"][n]["rules"][r] for n in names]
         print(f"| {r} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in cells) + " |", file=sys.stderr)
-    text = json.dumps(res, indent=1)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    emit(res, args.out)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Chloroplast slices are tiled at 256 px, so their factor is the model's own (4 or
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datasets  # noqa: E402
+from _json_out import emit  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def best_mask_iou(g: np.ndarray, factor: int) -> float:
@@ -63,10 +63,7 @@ def main(argv=None):
             row[str(f)] = round(float(np.mean(s)), 3)
         out["datasets"][name] = row
         print(name, row, file=sys.stderr, flush=True)
-    text = json.dumps(out, indent=1)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    emit(out, args.out)
 
 
 if __name__ == "__main__":

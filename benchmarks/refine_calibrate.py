@@ -13,7 +13,6 @@ constants on the EVAL split too (``--eval``: never used to choose). JSON out::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from napari_scroll_sam.propagation.prior import (REFINE_INNER, REFINE_OUTER, gro
                                                  window)
 from napari_scroll_sam.sam.embeddings import SliceEmbedder  # noqa: E402
 from napari_scroll_sam.sam.segment import segment_slice  # noqa: E402
+from _json_out import emit  # noqa: E402  (benchmarks/ is the script's folder)
 
 GRID = [(i, o) for i in (1, 2, 3, 4) for o in (3, 4, 6, 8, 10) if o > i]
 
@@ -104,10 +104,7 @@ def main(argv=None):
                                                                    ("scroll_touching", {}))])
         res["eval"] = {"model": score(ev), "chosen": score(ev, REFINE_INNER, REFINE_OUTER)}
     res["seconds"] = round(time.time() - t0, 1)
-    text = json.dumps(res, indent=1)
-    if args.out:
-        Path(args.out).write_text(text)
-    print(text)
+    emit(res, args.out)
 
 
 if __name__ == "__main__":
