@@ -105,13 +105,17 @@ def test_stop_in_the_first_epoch_writes_no_checkpoint(setup):
     finished = []
     w.training_finished.connect(finished.append)
 
+    asked = []
+
     def stop_at_first_step(r):
         if isinstance(r, StepReport):
+            orig = w.trainer.request_stop  # Stop reaches the trainer: it ends within the step under way
+            w.trainer.request_stop = lambda: (asked.append("stop"), orig())
             w.stop()
 
     w.report.connect(stop_at_first_step)
     w.start()
-    assert finished == ["stopped"]
+    assert finished == ["stopped"] and asked == ["stop"]
     assert w.plot.steps == [1] and w.plot.epochs == []
     assert not (out / "best.pt").exists() and not (out / "last.pt").exists()
     assert "no checkpoint written" in w.status_label.text()

@@ -14,7 +14,7 @@ from napari_scroll_sam.training.data import (
     TrainingDataError, TrainingPair, check_pair, corrective_points, objects_of, sample_prompt, split_slices,
 )
 from napari_scroll_sam.training.losses import sam_loss
-from napari_scroll_sam.training.trainer import EpochReport, StepReport, TrainConfig, Trainer, TrainingError
+from napari_scroll_sam.training.trainer import EpochReport, StageReport, StepReport, TrainConfig, Trainer, TrainingError
 from tests.helpers import squares_arrays, tiny_model
 
 
@@ -280,3 +280,29 @@ def test_validation_click_scores_the_output_the_run_trains(tmp_path, smc):
     # one box and one click call per sample; the click's multimask flag follows the run
     assert asked.count(False) == len(tr.val_samples) * (2 if smc else 1)
     assert asked.count(True) == (0 if smc else len(tr.val_samples))
+
+
+def test_request_stop_ends_the_run_within_the_step(tmp_path):
+    """``request_stop`` (the widget's Stop, from the GUI thread) ends the run at the next sample:
+    the step under way is dropped (no update, step count unchanged), nothing is written."""
+    tr = Trainer(tiny_model(seed=0), [squares()], tmp_path / "s", TrainConfig(**{**CFG, "batch_size": 3}),
+                 cache=tmp_path / "cache")
+    assert len(tr.train_samples) >= 3
+    before = {k: v.clone() for k, v in tr.sam.state_dict().items()}
+    seen = []
+    loss_of = tr._sample_loss
+
+    def one_sample(sample, rng):
+        seen.append(sample)
+        if len(seen) == 2:  # inside the first step (3 samples)
+            tr.request_stop()
+        return loss_of(sample, rng)
+
+    tr._sample_loss = one_sample
+    reports = [r for r in tr.run() if not isinstance(r, StageReport)]
+    assert reports == [] and tr.step == 0 and len(seen) == 2  # the third sample never ran
+    assert all(torch.equal(before[k], v) for k, v in tr.sam.state_dict().items())  # no update
+    assert not (tmp_path / "s" / "last.pt").exists()  # no epoch ended: no checkpoint
+    # the same Trainer runs again after a stop (the request is cleared when a run starts)
+    tr._sample_loss = loss_of
+    assert any(isinstance(r, EpochReport) for r in tr.run()) and tr.step > 0

@@ -8,7 +8,8 @@ A thin face over ``training.trainer.Trainer``; a script does the same with::
 
 The model loads, the data are checked, embeddings are computed and the model is
 trained off the GUI thread (``_workers.Job``; ``NAPARI_SCROLL_SAM_SYNC=1`` runs it in
-the GUI thread, for tests). Stop closes the trainer's generator: the checkpoints of
+the GUI thread, for tests). Stop asks the trainer to end at its next sample (the step
+under way is dropped: ``Trainer.request_stop``) and closes its generator: the checkpoints of
 the last finished epoch stay (the trainer writes ``last.pt`` / ``best.pt`` only at
 epoch ends). "Use this model" hands ``best.pt`` to the Segment widget, with the
 sampling mode the model was trained with.
@@ -239,10 +240,13 @@ class TrainWidget(QWidget):
         self._show_error(exc)
 
     def stop(self) -> None:
-        """Stop after the current step; the last finished epoch's checkpoints stay."""
+        """Stop at the next sample (the step under way is dropped); the last finished epoch's
+        checkpoints stay."""
         if self.running:
             self.stop_button.setEnabled(False)
-            self.status_label.setText("stopping after the current step…")
+            self.status_label.setText("stopping…")
+            if self.trainer is not None:
+                self.trainer.request_stop()
             self._job.cancel()
 
     def _on_finished(self, cancelled: bool):

@@ -27,7 +27,9 @@ labelled slices, those others are the validation.
 
 ``Trainer.run()`` is a generator of reports (``StageReport`` while embedding,
 ``StepReport`` per step, ``EpochReport`` per epoch with validation IoU / Dice);
-close it to cancel. Checkpoints (``last.pt`` each epoch, ``best.pt`` on a new best
+close it to cancel. ``request_stop()`` (thread-safe: the widget's Stop) ends the run at the next
+sample of the current step, dropping that step (a step of a few slices may take many seconds on
+a CPU). Checkpoints (``last.pt`` each epoch, ``best.pt`` on a new best
 validation score) are written atomically and hold model, optimizer, config,
 sampling mode, window, step and best score; ``Trainer(resume=path)`` continues.
 """
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -61,6 +64,7 @@ class Trainer(Forward):
     def __init__(self, model, pairs, out_dir, config: TrainConfig | None = None, mode=None, cache=None,
                  val_slices: dict | None = None, resume=None):
         self.model, self.config = model, config or TrainConfig()
+        self._stop = threading.Event()
         self.pairs = list(pairs)
         if not self.pairs:
             raise TrainingError("no training data: give at least one (image, labels) pair")
@@ -194,6 +198,9 @@ class Trainer(Forward):
         self.optimizer.zero_grad(set_to_none=True)
         losses, parts, ious = [], {}, []
         for sample in batch:
+            if self._stop.is_set():  # stopped mid-step: the step is dropped, the weights untouched
+                self.optimizer.zero_grad(set_to_none=True)
+                raise _Dropped
             loss, p, iou = self._sample_loss(sample, rng)
             (loss / len(batch)).backward()
             losses.append(loss.item())
@@ -207,6 +214,11 @@ class Trainer(Forward):
         self.step += 1
         return StepReport(self.step, self.epoch, float(np.mean(losses)), parts, self.optimizer.param_groups[0]["lr"],
                           float(np.mean(ious)))
+
+    def request_stop(self) -> None:
+        """End the run at the next sample of the current step (that step is dropped; the last
+        finished epoch's checkpoints stay). Safe from another thread."""
+        self._stop.set()
 
     # --- validation and checkpoints ----------------------------------------------
     def validate(self, samples=None) -> tuple[float | None, float | None]:
@@ -231,8 +243,11 @@ class Trainer(Forward):
         if lora and not has_lora(self.sam):
             raise TrainingError("this LoRA run has ended and its adapters are folded into the model: "
                                 "make a new Trainer to train on")
+        self._stop.clear()
         try:
             yield from self._run()
+        except _Dropped:
+            log.info("training stopped at step %d (the step under way was dropped)", self.step)
         finally:
             if lora:
                 merge_lora(self.sam)
@@ -280,3 +295,7 @@ class Trainer(Forward):
                               lv.get("box"), lv.get("click"), sum(len(v) for v in self.val_slices))
             if stopped:
                 return
+
+
+class _Dropped(Exception):
+    """The step under way was dropped by ``request_stop``."""
