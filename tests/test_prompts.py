@@ -101,3 +101,22 @@ def test_empty_mask_and_unknown_strategy():
         P.skeleton_points(np.zeros((10, 10), bool))
     with pytest.raises(ValueError, match="unknown prompt strategy 'middle'"):
         P.make_prompt(DISC, "middle")
+
+
+def test_deepest_point_is_scipys_whatever_computes_the_distance():
+    """``farthest_from_boundary`` (OpenCV's exact distance transform when installed) picks the
+    pixel scipy's distance transform picks, ties included (the benchmarks' clicks depend on it)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        m = ndimage.gaussian_filter(rng.random((90, 120)), 2 + i % 5) > 0.5
+        if not m.any():
+            continue
+        ys, xs = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+        d = ndimage.distance_transform_edt(np.pad(m[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1], 1))[1:-1, 1:-1]
+        y, x = np.unravel_index(int(np.argmax(d)), d.shape)
+        np.testing.assert_array_equal(P.farthest_from_boundary(m), [y + ys[0], x + xs[0]])
+    square = np.zeros((9, 9), bool)
+    square[2:7, 2:7] = True  # one deepest pixel: the centre
+    np.testing.assert_array_equal(P.farthest_from_boundary(square), [4, 4])
