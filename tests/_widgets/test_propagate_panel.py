@@ -138,8 +138,10 @@ def test_tiny_model_end_to_end(setup, gt):
 def test_anchor_propagates_both_ways_and_stops(setup, gt, oracle):
     viewer, w, panel = setup
     masks = paint_anchor(w, gt)
+    w.status_label.setText("slice 3, object 1: 99 px … — Commit (C) to keep it")  # a Segment slice before
     panel.propagate_button.click()
     assert not panel.error_label.text(), panel.error_label.text()
+    assert w.status_label.text() == ""  # the Segment's last words no longer hold
     np.testing.assert_array_equal(masks.data, gt)  # slices 1..6, nothing on the empty slices 0 and 7
     stops = sorted((r.z, r.direction) for r in panel.reports if r.stopped)
     assert stops == [(0, -1), (7, 1)]

@@ -198,6 +198,7 @@ class PropagatePanel(QWidget):
         self.progress_bar.setRange(0, 0)
         self.progress_bar.setVisible(True)
         self.status_label.setText("propagating: finding the anchors…")
+        self.segment.status_label.setText("")  # the last Segment slice's words no longer hold
         self._job = Job(self._job_gen(prepared), on_yield=self._on_item, on_error=self._on_error,
                         on_finish=self._on_finished)
         self._job.start()
