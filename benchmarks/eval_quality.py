@@ -19,6 +19,8 @@ Protocols, on the same objects; every walk stays within its object's z extent:
 * ``p2``: true masks on every k-th slice of the object as anchors (k = 5 for <= 30 slices, else
   10), gaps filled, ends walked.
 * ``p3``: one positive point (the deepest point) on the middle slice instead of the mask.
+* ``p3_alone``: the same clicks, each object clicked and walked alone (one wrap of a scroll at a
+  time, as one follows a single sheet); the baselines are P3's (they carry each object alone).
 * ``p3_pick``: that click's best of SAM's four masks (refined) as the seed: what a user walks
   from after choosing by eye with the Segment widget's *Other mask* (O) and committing.
 * ``ceiling``: each slice prompted from its own true box (and, as ``click``, its deepest point),
@@ -66,7 +68,7 @@ from napari_scroll_sam.sam.embeddings import SliceEmbedder  # noqa: E402
 from napari_scroll_sam.sam.segment import segment_slice  # noqa: E402
 
 T0 = time.perf_counter()
-PROTOCOLS = ("p1", "p1_stop", "p2", "p3", "p3_pick", "ceiling")
+PROTOCOLS = ("p1", "p1_stop", "p2", "p3", "p3_alone", "p3_pick", "ceiling")
 METHODS = ("copy", "flow", "blind", "ours", "adapt")
 
 
@@ -237,7 +239,7 @@ def run_ours(emb, ds, protocol, cfg, stop, picked=None):
         zs = anchors_of(g, protocol)
         seed_z[oid] = set(zs)
         for z in zs:
-            if protocol == "p3":
+            if protocol in ("p3", "p3_alone"):
                 seeds.append(Seed(oid, z, points=farthest_from_boundary(g[z])[None], labels=[1]))
             elif protocol == "p3_pick":
                 seeds.append(Seed(oid, z, mask=picked[oid]))
@@ -245,10 +247,18 @@ def run_ours(emb, ds, protocol, cfg, stop, picked=None):
                 seeds.append(Seed(oid, z, mask=g[z]))
     labels = np.zeros(ds.volume.shape, np.uint32)
     t = time.perf_counter()
-    reports = list(propagate(emb, seeds, labels, strategy="box+farthest", stop=stop,
-                             z_limits=None if protocol == "p1_stop" else limits, walk=cfg))
+    if protocol == "p3_alone":  # one object at a time, each in labels of its own
+        reports, pred = [], {}
+        for s in seeds:
+            own = np.zeros(ds.volume.shape, np.uint32)
+            reports += list(propagate(emb, [s], own, strategy="box+farthest", stop=stop,
+                                      z_limits={s.object_id: limits[s.object_id]}, walk=cfg))
+            pred[s.object_id] = own == s.object_id
+    else:
+        reports = list(propagate(emb, seeds, labels, strategy="box+farthest", stop=stop,
+                                 z_limits=None if protocol == "p1_stop" else limits, walk=cfg))
+        pred = {oid: labels == oid for oid in ds.objects}
     dt = time.perf_counter() - t
-    pred = {oid: labels == oid for oid in ds.objects}
     out = score(pred, ds.objects, seed_z, dt)
     if protocol == "p1_stop":
         out.update(overrun(pred, ds.objects))
@@ -326,7 +336,7 @@ def evaluate(ds, model, args, cache):
             p3_seeds = {oid: picked_click(emb, g, anchors_of(g, "p3")[0]) for oid, g in ds.objects.items()}
         for method in args.methods:
             if method in ("copy", "flow"):
-                if protocol == "p1_stop":
+                if protocol in ("p1_stop", "p3_alone"):  # (p3_alone's baselines are p3's)
                     continue
                 if protocol == "p3" and p3_seeds is None:
                     p3_seeds = {}
@@ -336,7 +346,7 @@ def evaluate(ds, model, args, cache):
                                                       labels=[1]).masks[0]
                 row[method] = run_baseline(method, ds, protocol, flow, p3_seeds)
             else:
-                if method == "adapt" and protocol in ("p1_stop", "p3", "p3_pick"):
+                if method == "adapt" and protocol in ("p1_stop", "p3", "p3_alone", "p3_pick"):
                     continue
                 row[method], _ = run_ours(emb, ds, protocol, cfgs[method], stop, p3_seeds)
             log(f"{ds.name} {protocol} {method}: {row[method]}")

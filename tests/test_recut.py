@@ -219,3 +219,59 @@ def test_the_turns_found_on_the_click_slice_are_snapped_to_the_edges(phantom):
     after = [_iou(m, gt == w) for w, m in zip(range(1, 9), snapped)]
     assert np.mean(after) > before + 0.02 and min(after) > 0.9, (before, after)
     assert not any((a & b).any() for i, a in enumerate(snapped) for b in snapped[i + 1:])
+
+
+def _spilled(gt, w, click, reach=40):
+    """The model's mask of one click on wrap ``w``: the wrap, and a neighbour near the click."""
+    yy, xx = np.indices(gt.shape)
+    near = np.hypot(yy - click[0], xx - click[1]) < reach
+    return (gt == w) | ((gt == (w + 1 if w < gt.max() else w - 1)) & near)
+
+
+def test_a_wrap_clicked_alone_is_its_turn_read_from_the_image(phantom):
+    """``lone_turn``: one clicked wrap whose mask runs on along the next turn is the turn the
+    click lies on, read from the image, whatever wrap; None where the sheet does not wind."""
+    from napari_scroll_sam.propagation.sheet import lone_turn
+
+    image, sheets = phantom
+    gt, grey = sheets[32], _grey(image[32])
+    for w in range(1, 9):
+        click = farthest_from_boundary(gt == w)
+        mask = _spilled(gt, w, click)
+        turn = lone_turn(mask, click[None], grey)
+        assert turn is not None and _iou(turn, gt == w) > max(0.9, _iou(mask, gt == w) + 0.05), w
+    blobs = ndimage.gaussian_filter(np.random.default_rng(0).random((128, 128)), 4) > 0.5
+    one = ndimage.label(blobs)[0] == 1
+    box = (0, 0, 128, 128), blobs.astype(np.float32)
+    assert lone_turn(one, farthest_from_boundary(one)[None], box) is None  # no scroll: the mask stays
+    assert lone_turn(gt == 3, np.zeros((0, 2)), grey) is None and lone_turn(gt == 3, [[5, 5]], None) is None
+
+
+def test_one_wrap_clicked_alone_walks_its_own_turn(phantom):
+    """Propagate from one click on one wrap (no other object): the seed slice holds the wrap's
+    turn, not the neighbour the model's mask ran onto; without winding the mask stays."""
+    import torch
+
+    from napari_scroll_sam.io.volume import Volume
+    from napari_scroll_sam.sam.predictor import Prediction
+    from tests.test_propagation import OracleEmbedder
+
+    image, sheets = phantom
+    gt = sheets[24:40].astype(np.uint32)
+    w, z = 5, 8
+    click = farthest_from_boundary(gt[z] == w)
+
+    class Spill:  # the model: a click answers the wrap and the next one near the click
+        def predict(self, embedding, original_size, points=None, point_labels=None, boxes=None, mask_input=None,
+                    multimask=False):
+            zz = int(torch.as_tensor(embedding).flatten()[0])
+            return Prediction(_spilled(gt[zz], w, click)[None], np.ones(1, np.float32), torch.zeros((1, 1, 16, 16)))
+
+    emb = OracleEmbedder(gt)
+    emb.volume = Volume(levels=[image[24:40]], contrast_limits=(7000, 40000), name="phantom")
+    for wind in (True, False):
+        labels = np.zeros(gt.shape, np.uint32)
+        list(propagate(emb, [Seed(1, z, points=click[None], labels=[1])], labels, predictor=Spill(),
+                       direction="up", z_limits=(z, z + 1), walk=WalkConfig(winding=wind, refine=False)))
+        got = _iou(labels[z] == 1, gt[z] == w)
+        assert (got > 0.9) if wind else (got < 0.85), (wind, got)

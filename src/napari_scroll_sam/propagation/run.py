@@ -56,6 +56,7 @@ from .engine import SliceImages, WalkConfig
 from .prior import grow_box, mask_box, refine, refine_pad
 from .plan import Seed, Walk, plan_walks, validate
 from .recut import recut
+from .sheet import lone_turn
 from .winding import union_winds
 from .stop import PropagationError, StopRule
 
@@ -159,6 +160,15 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
             for i in prompted:
                 s, mask, logits, iou = results[i]
                 results[i] = (s, refine(mask, grey, s.box), logits, iou)
+        if cfg.winding and not shared:  # a scroll's wrap clicked alone: its turn, read from the image
+            for i in prompted:
+                s, mask, logits, iou = results[i]
+                clicks = _positives(s)
+                b = mask_box(mask)  # the scroll around the wrap: its box grown by its own size
+                pad = max(b[2] - b[0], b[3] - b[1]) + 12 if b is not None else 0
+                turn = lone_turn(mask, clicks, images.around(z, [mask], pad=pad)) if len(clicks) and b else None
+                if turn is not None:
+                    results[i] = (s, turn, None, iou)
         if shared:  # several objects clicked on one slice: they share it out
             masks = [results[i][1] for i in prompted]
             split = engine.split_seeds(masks, [_positives(results[i][0]) for i in prompted], winding=cfg.winding,
