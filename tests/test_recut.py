@@ -275,3 +275,39 @@ def test_one_wrap_clicked_alone_walks_its_own_turn(phantom):
                        direction="up", z_limits=(z, z + 1), walk=WalkConfig(winding=wind, refine=False)))
         got = _iou(labels[z] == 1, gt[z] == w)
         assert (got > 0.9) if wind else (got < 0.85), (wind, got)
+
+
+def test_wraps_clicked_together_whose_masks_do_not_wind_get_their_turns(phantom):
+    """Two wraps clicked together whose masks (each running onto its neighbour) do not wind as
+    one sheet: each is still cut to its own turn from the image."""
+    import torch
+
+    from napari_scroll_sam.io.volume import Volume
+    from napari_scroll_sam.propagation.winding import union_winds
+    from napari_scroll_sam.sam.predictor import Prediction
+    from tests.test_propagation import OracleEmbedder
+
+    image, sheets = phantom
+    gt = sheets[24:40].astype(np.uint32)
+    z, wraps = 8, (3, 6)
+    clicks = {w: farthest_from_boundary(gt[z] == w) for w in wraps}
+
+    class Spill:  # a click answers its wrap and the next one near it
+        def predict(self, embedding, original_size, points=None, point_labels=None, boxes=None, mask_input=None,
+                    multimask=False):
+            zz = int(torch.as_tensor(embedding).flatten()[0])
+            pts = np.asarray(points, float).reshape(-1, 2)
+            w = int(gt[zz][tuple(np.round(pts[0]).astype(int))])
+            return Prediction(_spilled(gt[zz], w, clicks.get(w, pts[0]), reach=90)[None], np.ones(1, np.float32),
+                              torch.zeros((1, 1, 16, 16)))
+
+    spilled = [_spilled(gt[z], w, clicks[w], reach=90) for w in wraps]
+    assert not union_winds(spilled) and max(_iou(m, gt[z] == w) for m, w in zip(spilled, wraps)) < 0.85
+    emb = OracleEmbedder(gt)
+    emb.volume = Volume(levels=[image[24:40]], contrast_limits=(7000, 40000), name="phantom")
+    labels = np.zeros(gt.shape, np.uint32)
+    seeds = [Seed(k, z, points=clicks[w][None], labels=[1]) for k, w in enumerate(wraps, start=1)]
+    list(propagate(emb, seeds, labels, predictor=Spill(), direction="up", z_limits=(z, z + 1),
+                   walk=WalkConfig(refine=False)))
+    for k, w in enumerate(wraps, start=1):
+        assert _iou(labels[z] == k, gt[z] == w) > 0.9, (w, _iou(labels[z] == k, gt[z] == w))

@@ -160,7 +160,8 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
             for i in prompted:
                 s, mask, logits, iou = results[i]
                 results[i] = (s, refine(mask, grey, s.box), logits, iou)
-        if cfg.winding and not shared:  # a scroll's wrap clicked alone: its turn, read from the image
+        lone = cfg.winding and prompted and (not shared or not union_winds([results[i][1] for i in prompted]))
+        if lone:  # a scroll's wraps clicked alone (or whose masks do not wind together): turns from the image
             for i in prompted:
                 s, mask, logits, iou = results[i]
                 clicks = _positives(s)
