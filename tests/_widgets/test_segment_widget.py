@@ -489,3 +489,41 @@ def test_a_masks_layer_of_another_shape_is_named(setup, model, image):
     text = w.error_label.text()
     assert "the layer 'scroll masks' is (6, 32, 32) but the image 'scroll' is (6, 64, 64)" in text, text
     assert w.scratch_layer().data.sum() == 0
+
+
+def test_one_click_on_a_scroll_wrap_gives_its_turn(make_napari_viewer, qtbot, cache, model, monkeypatch):
+    """S with one click on a wrap of a scroll: the turn the click lies on, read from the image,
+    though SAM's mask ran on along the next turn; Other mask (O) shows SAM's own masks."""
+    import napari_scroll_sam.sam.segment as seg_module
+    from napari_scroll_sam.prompts import farthest_from_boundary
+    from napari_scroll_sam.sam.predictor import Prediction
+
+    image, sheets, _ = scroll_phantom((4, 256, 256), seed=0)
+    image, gt = image.compute(), np.asarray(sheets[2])
+    click = farthest_from_boundary(gt == 5)
+    yy, xx = np.indices(gt.shape)
+    spilled = (gt == 5) | ((gt == 6) & (np.hypot(yy - click[0], xx - click[1]) < 60))
+    real = seg_module.segment_slice
+
+    def sam(emb, z, output=None, **prompts):  # SAM's single mask of the click runs onto wrap 6
+        if output is not None:
+            return real(emb, z, output=output, **prompts)
+        return Prediction(spilled[None], np.ones(1, np.float32), None)
+
+    monkeypatch.setattr(seg_module, "segment_slice", sam)
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="scroll", contrast_limits=CL)
+    w = SegmentWidget(viewer)
+    qtbot.addWidget(w)
+    w.set_model(model)
+    viewer.dims.set_current_step(0, 2)
+    w.prompt_button.click()
+    w.points_layer().add([2, *click])
+    w.segment_button.click()
+    assert not w.error_label.text(), w.error_label.text()
+    got = w.scratch_layer().data[2] == 1
+    iou = lambda a, b: (a & b).sum() / max((a | b).sum(), 1)  # noqa: E731
+    assert iou(got, gt == 5) > 0.9 > iou(spilled, gt == 5) + 0.05
+    assert "the click's turn of the scroll" in w.status_label.text()
+    w.objects_panel.other_button.click()  # SAM's own masks: not re-cut
+    assert "mask 2 of 4" in w.status_label.text() and "turn of the scroll" not in w.status_label.text()

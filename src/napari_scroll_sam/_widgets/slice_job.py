@@ -90,7 +90,27 @@ class SliceJob:
         emb = self.embedder(model, p["volume"], p["mode"])
         if not emb.is_cached(p["z"]):
             yield f"encoding slice {p['z']}…"
-        return p, segment_slice(emb, p["z"], **p["prompts"], output=p["output"])
+        pred = segment_slice(emb, p["z"], **p["prompts"], output=p["output"])
+        return p, self._turn_of_click(p, pred)
+
+    @staticmethod
+    def _turn_of_click(p, pred):
+        """One click (no box, no Other mask) on a scroll's wrap: the turn it lies on, read from
+        the image (``sheet.turn_around``; the mask of a click runs on along the next turn);
+        any other prompt, or a sheet that does not wind, keeps SAM's mask."""
+        from ..propagation.prior import window
+        from ..propagation.sheet import turn_around
+
+        pr, vol, z = p["prompts"], p["volume"], p["z"]
+        lab = np.asarray(pr.get("labels", []), float).reshape(-1)
+        if p["output"] is not None or pr.get("box") is not None or len(pred.masks) != 1 or not (lab > 0).any():
+            return pred
+        pts = np.asarray(pr["points"], float).reshape(-1, 2)[lab > 0]
+        turn = turn_around(pred.masks[0], pts, lambda b: window(vol.read(z, (b[0], b[2]), (b[1], b[3])),
+                                                                   vol.contrast_limits))
+        if turn is not None:
+            pred.masks, p["turn"] = turn[None], True
+        return pred
 
     def _paste(self, result):
         seg = self.seg
@@ -104,7 +124,8 @@ class SliceJob:
             return
         seg.scratch_layer().refresh()  # set_slice wrote the current object only
         ious = ", ".join(f"{v:.2f}" for v in np.asarray(pred.iou, float))
-        extra = f" (union of {len(pred.masks)} box prompts)" if len(pred.masks) > 1 else ""
+        extra = f" (union of {len(pred.masks)} box prompts)" if len(pred.masks) > 1 else (
+            " (the click's turn of the scroll, from the image)" if p.get("turn") else "")
         which = p["output"] or 0
         seg.status_label.setText(f"slice {p['z']}, object {p['object_id']}: {n} px{extra}; mask {which + 1} of "
                                  f"{len(OUTPUTS)} ({OUTPUTS[which]}), predicted IoU {ious} — Commit (C) to keep "

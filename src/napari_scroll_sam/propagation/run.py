@@ -56,7 +56,7 @@ from .engine import SliceImages, WalkConfig
 from .prior import grow_box, mask_box, refine, refine_pad
 from .plan import Seed, Walk, plan_walks, validate
 from .recut import recut
-from .sheet import lone_turn
+from .sheet import turn_around
 from .winding import union_winds
 from .stop import PropagationError, StopRule
 
@@ -164,10 +164,7 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
         if lone:  # a scroll's wraps clicked alone (or whose masks do not wind together): turns from the image
             for i in prompted:
                 s, mask, logits, iou = results[i]
-                clicks = _positives(s)
-                b = mask_box(mask)  # the scroll around the wrap: its box grown by its own size
-                pad = max(b[2] - b[0], b[3] - b[1]) + 12 if b is not None else 0
-                turn = lone_turn(mask, clicks, images.around(z, [mask], pad=pad)) if len(clicks) and b else None
+                turn = turn_around(mask, _positives(s), lambda box: images.crop(z, box))
                 if turn is not None:
                     results[i] = (s, turn, None, iou)
         if shared:  # several objects clicked on one slice: they share it out

@@ -129,3 +129,16 @@ def lone_turn(mask, clicks, grey, min_size: int = 16):
     if not 0.3 * mask.sum() <= out.sum() <= 3 * mask.sum():
         return None
     return out
+
+
+def turn_around(mask, clicks, read):
+    """``lone_turn`` with the slice read around the wrap: its box grown by its own size (the
+    scroll's turns around it), ``read(box)`` giving the windowed pixels of a (y0, x0, y1, x1)
+    box. The one rule for the walk's seeds and the Segment widget's click."""
+    from .prior import grow_box, mask_box
+
+    b = mask_box(mask)
+    if b is None or not len(np.asarray(clicks, float).reshape(-1, 2)):
+        return None
+    box = grow_box(b, max(b[2] - b[0], b[3] - b[1]) + 12, np.shape(mask))
+    return lone_turn(mask, clicks, (box, read(box)))
