@@ -62,8 +62,11 @@ def test_micro_sam_workflow_with_defaults(viewer_and_widgets, tmp_path):
     assert [z for z in range(64) if scratch.data[z].any()] == [Z] and masks.data.sum() == 0
     emb = SliceEmbedder(seg.models.current(), seg.volume(), cache=False)
     want = segment_slice(emb, Z, points=[[pa]], labels=[[1]]).masks[0]  # the plain API's mask
-    got = scratch.data[Z] == 1  # the embedding went through the float16 disk cache: a pixel may differ
-    assert np.logical_and(got, want).sum() / np.logical_or(got, want).sum() > 0.99
+    got = scratch.data[Z] == 1
+    # one click on a wrap: the turn it lies on, read from the image (SAM's mask ran on along the next)
+    iou = lambda m, t: np.logical_and(m, t).sum() / np.logical_or(m, t).sum()  # noqa: E731
+    assert "the click's turn of the scroll" in seg.status_label.text()
+    assert iou(got, truth == a) > 0.9 and iou(got, truth == a) > iou(want, truth == a)
     assert scratch.data[Z][tuple(pa.astype(int))] == 1 and precision(want, truth == a) > 0.2
 
     # Shift+S: the object through the volume (core propagate with the Propagate section's
