@@ -35,15 +35,20 @@ def cache(monkeypatch, tmp_path):
     return tmp_path / "cache"
 
 
-@pytest.fixture
-def setup(make_napari_viewer, qtbot, cache, image, model):
+def open_segment(make_napari_viewer, qtbot, image, model, z):
+    """A viewer with ``image`` as "scroll", the Segment widget on ``model``, at slice ``z``."""
     viewer = make_napari_viewer()
     viewer.add_image(image, name="scroll", contrast_limits=CL)
     widget = SegmentWidget(viewer)
     qtbot.addWidget(widget)
     widget.set_model(model)
-    viewer.dims.set_current_step(0, 3)
+    viewer.dims.set_current_step(0, z)
     return viewer, widget
+
+
+@pytest.fixture
+def setup(make_napari_viewer, qtbot, cache, image, model):
+    return open_segment(make_napari_viewer, qtbot, image, model, 3)
 
 
 def reference(model, image, z, mode=None, **prompts):
@@ -511,12 +516,7 @@ def test_one_click_on_a_scroll_wrap_gives_its_turn(make_napari_viewer, qtbot, ca
         return Prediction(spilled[None], np.ones(1, np.float32), None)
 
     monkeypatch.setattr(seg_module, "segment_slice", sam)
-    viewer = make_napari_viewer()
-    viewer.add_image(image, name="scroll", contrast_limits=CL)
-    w = SegmentWidget(viewer)
-    qtbot.addWidget(w)
-    w.set_model(model)
-    viewer.dims.set_current_step(0, 2)
+    viewer, w = open_segment(make_napari_viewer, qtbot, image, model, 2)
     w.prompt_button.click()
     w.points_layer().add([2, *click])
     w.segment_button.click()
