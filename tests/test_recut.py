@@ -247,6 +247,35 @@ def test_a_wrap_clicked_alone_is_its_turn_read_from_the_image(phantom):
     assert lone_turn(gt == 3, np.zeros((0, 2)), grey) is None and lone_turn(gt == 3, [[5, 5]], None) is None
 
 
+def test_a_wrap_boxed_alone_is_the_turn_its_box_was_drawn_around(phantom):
+    """``turn_of_prompt`` with a box (no click): the model's mask runs on along the next turn;
+    the turn whose bounding box matches the box is the object, whatever wrap. A click picks
+    the turn it lies on instead; negative points alone, or blobs, keep the mask."""
+    from napari_scroll_sam.propagation.sheet import turn_around, turn_of_prompt
+
+    image, sheets = phantom
+    gt, grey = sheets[32], window(image[32], (7000, 40000))
+
+    def read(b):
+        return grey[b[0]:b[2], b[1]:b[3]]
+
+    for w in range(1, 9):
+        ys, xs = np.nonzero(gt == w)
+        box = np.array([ys.min(), xs.min(), ys.max(), xs.max()], float)
+        mask = _spilled(gt, w, farthest_from_boundary(gt == w))
+        turn = turn_of_prompt(mask, read, box=box[None])  # (1, 4), as prompts_on_slice gives it
+        assert turn is not None and _iou(turn, gt == w) > max(0.9, _iou(mask, gt == w) + 0.05), w
+    click = farthest_from_boundary(gt == 4)
+    mask = _spilled(gt, 4, click)
+    assert np.array_equal(turn_of_prompt(mask, read, click[None], [1], box=box), turn_around(mask, click[None], read))
+    assert turn_of_prompt(mask, read, click[None], [0]) is None  # a negative point alone: no prompt to follow
+    blobs = ndimage.gaussian_filter(np.random.default_rng(0).random((128, 128)), 4) > 0.5
+    one = ndimage.label(blobs)[0] == 1
+    ys, xs = np.nonzero(one)
+    assert turn_of_prompt(one, lambda b: blobs[b[0]:b[2], b[1]:b[3]].astype(np.float32),
+                          box=[ys.min(), xs.min(), ys.max(), xs.max()]) is None  # no scroll: the mask stays
+
+
 def test_one_wrap_clicked_alone_walks_its_own_turn(phantom):
     """Propagate from one click on one wrap (no other object): the seed slice holds the wrap's
     turn, not the neighbour the model's mask ran onto; without winding the mask stays."""
@@ -275,6 +304,38 @@ def test_one_wrap_clicked_alone_walks_its_own_turn(phantom):
                        direction="up", z_limits=(z, z + 1), walk=WalkConfig(winding=wind, refine=False)))
         got = _iou(labels[z] == 1, gt[z] == w)
         assert (got > 0.9) if wind else (got < 0.85), (wind, got)
+
+
+def test_one_wrap_boxed_alone_walks_its_own_turn(phantom):
+    """Propagate from one box around one wrap: the seed slice holds the wrap's turn, not the
+    neighbour the model's mask ran onto."""
+    import torch
+
+    from napari_scroll_sam.io.volume import Volume
+    from napari_scroll_sam.sam.predictor import Prediction
+    from tests.test_propagation import OracleEmbedder
+
+    image, sheets = phantom
+    gt = sheets[24:40].astype(np.uint32)
+    w, z = 6, 8
+    ys, xs = np.nonzero(gt[z] == w)
+    box = np.array([ys.min(), xs.min(), ys.max(), xs.max()], float)
+    near = farthest_from_boundary(gt[z] == w)
+
+    class Spill:
+        def predict(self, embedding, original_size, points=None, point_labels=None, boxes=None, mask_input=None,
+                    multimask=False):
+            zz = int(torch.as_tensor(embedding).flatten()[0])
+            return Prediction(_spilled(gt[zz], w, near)[None], np.ones(1, np.float32), torch.zeros((1, 1, 16, 16)))
+
+    emb = OracleEmbedder(gt)
+    emb.volume = Volume(levels=[image[24:40]], contrast_limits=(7000, 40000), name="phantom")
+    for wind in (True, False):
+        labels = np.zeros(gt.shape, np.uint32)
+        list(propagate(emb, [Seed(1, z, box=box)], labels, predictor=Spill(), direction="up", z_limits=(z, z + 1),
+                       walk=WalkConfig(winding=wind, refine=False)))
+        got, spilled = _iou(labels[z] == 1, gt[z] == w), _iou(_spilled(gt[z], w, near), gt[z] == w)
+        assert (got > max(0.9, spilled + 0.05)) if wind else (got == spilled), (wind, got, spilled)
 
 
 def test_wraps_clicked_together_whose_masks_do_not_wind_get_their_turns(phantom):

@@ -496,9 +496,11 @@ def test_a_masks_layer_of_another_shape_is_named(setup, model, image):
     assert w.scratch_layer().data.sum() == 0
 
 
-def test_one_click_on_a_scroll_wrap_gives_its_turn(make_napari_viewer, qtbot, cache, model, monkeypatch):
-    """S with one click on a wrap of a scroll: the turn the click lies on, read from the image,
-    though SAM's mask ran on along the next turn; Other mask (O) shows SAM's own masks."""
+@pytest.mark.parametrize("prompt", ["click", "box"])
+def test_one_click_on_a_scroll_wrap_gives_its_turn(make_napari_viewer, qtbot, cache, model, monkeypatch, prompt):
+    """S with one click (or one box) on a wrap of a scroll: the turn the click lies on (the box
+    was drawn around), read from the image, though SAM's mask ran on along the next turn;
+    Other mask (O) shows SAM's own masks."""
     import napari_scroll_sam.sam.segment as seg_module
     from napari_scroll_sam.prompts import farthest_from_boundary
     from napari_scroll_sam.sam.predictor import Prediction
@@ -518,12 +520,16 @@ def test_one_click_on_a_scroll_wrap_gives_its_turn(make_napari_viewer, qtbot, ca
     monkeypatch.setattr(seg_module, "segment_slice", sam)
     viewer, w = open_segment(make_napari_viewer, qtbot, image, model, 2)
     w.prompt_button.click()
-    w.points_layer().add([2, *click])
+    if prompt == "click":
+        w.points_layer().add([2, *click])
+    else:
+        ys, xs = np.nonzero(gt == 5)
+        w.prompt_layers()[1].add_rectangles(rect(2, ys.min(), xs.min(), ys.max(), xs.max()))
     w.segment_button.click()
     assert not w.error_label.text(), w.error_label.text()
     got = w.scratch_layer().data[2] == 1
     iou = lambda a, b: (a & b).sum() / max((a | b).sum(), 1)  # noqa: E731
     assert iou(got, gt == 5) > 0.9 > iou(spilled, gt == 5) + 0.05
-    assert "the click's turn of the scroll" in w.status_label.text()
+    assert "the turn of the scroll it lies on" in w.status_label.text()
     w.objects_panel.other_button.click()  # SAM's own masks: not re-cut
     assert "mask 2 of 4" in w.status_label.text() and "turn of the scroll" not in w.status_label.text()

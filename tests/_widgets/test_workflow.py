@@ -65,7 +65,7 @@ def test_micro_sam_workflow_with_defaults(viewer_and_widgets, tmp_path):
     got = scratch.data[Z] == 1
     # one click on a wrap: the turn it lies on, read from the image (SAM's mask ran on along the next)
     iou = lambda m, t: np.logical_and(m, t).sum() / np.logical_or(m, t).sum()  # noqa: E731
-    assert "the click's turn of the scroll" in seg.status_label.text()
+    assert "the turn of the scroll it lies on" in seg.status_label.text()
     assert iou(got, truth == a) > 0.9 and iou(got, truth == a) > iou(want, truth == a)
     assert scratch.data[Z][tuple(pa.astype(int))] == 1 and precision(want, truth == a) > 0.2
 

@@ -95,19 +95,19 @@ class SliceJob:
 
     @staticmethod
     def _turn_of_click(p, pred):
-        """One click (no box, no Other mask) on a scroll's wrap: the turn it lies on, read from
-        the image (``sheet.turn_around``; the mask of a click runs on along the next turn);
-        any other prompt, or a sheet that does not wind, keeps SAM's mask."""
+        """One object's click or box (not Other mask) on a scroll's wrap: the turn it lies on,
+        read from the image (``sheet.turn_of_prompt``; the model's mask runs on along the next
+        turn); several boxes, or a sheet that does not wind, keep SAM's mask."""
         from ..propagation.prior import window
-        from ..propagation.sheet import turn_around
+        from ..propagation.sheet import turn_of_prompt
 
         pr, vol, z = p["prompts"], p["volume"], p["z"]
-        lab = np.asarray(pr.get("labels", []), float).reshape(-1)
-        if p["output"] is not None or pr.get("box") is not None or len(pred.masks) != 1 or not (lab > 0).any():
+        box = pr.get("box")
+        if p["output"] is not None or len(pred.masks) != 1 or (box is not None and np.size(box) != 4):
             return pred
-        pts = np.asarray(pr["points"], float).reshape(-1, 2)[lab > 0]
-        turn = turn_around(pred.masks[0], pts, lambda b: window(vol.read(z, (b[0], b[2]), (b[1], b[3])),
-                                                                   vol.contrast_limits))
+        turn = turn_of_prompt(pred.masks[0], lambda b: window(vol.read(z, (b[0], b[2]), (b[1], b[3])),
+                                                              vol.contrast_limits),
+                              pr.get("points"), pr.get("labels"), box)
         if turn is not None:
             pred.masks, p["turn"] = turn[None], True
         return pred
@@ -125,7 +125,7 @@ class SliceJob:
         seg.scratch_layer().refresh()  # set_slice wrote the current object only
         ious = ", ".join(f"{v:.2f}" for v in np.asarray(pred.iou, float))
         extra = f" (union of {len(pred.masks)} box prompts)" if len(pred.masks) > 1 else (
-            " (the click's turn of the scroll, from the image)" if p.get("turn") else "")
+            " (the turn of the scroll it lies on, from the image)" if p.get("turn") else "")
         which = p["output"] or 0
         seg.status_label.setText(f"slice {p['z']}, object {p['object_id']}: {n} px{extra}; mask {which + 1} of "
                                  f"{len(OUTPUTS)} ({OUTPUTS[which]}), predicted IoU {ious} — Commit (C) to keep "
