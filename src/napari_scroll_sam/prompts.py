@@ -143,14 +143,18 @@ def random_gaussian_point(mask, rng=None, sigma_frac: float = 0.25) -> np.ndarra
 def farthest_from_boundary(mask) -> np.ndarray:
     """The pixel deepest inside the mask (largest distance to the background; the slice's
     border counts as background). Computed in the mask's box only, by OpenCV's exact distance
-    transform when installed (``propagation.flow.edt``: a 300² box 9 → 1 ms; the same point)."""
+    transform when installed (``propagation.flow.edt``: a 300² box 9 → 1 ms; the same point,
+    ties included)."""
     from .propagation.flow import edt  # (not at import: propagation imports this module)
 
     m = _check(mask)
     ys, xs = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
     y0, x0 = ys[0], xs[0]
     dist = edt(np.pad(m[y0:ys[-1] + 1, x0:xs[-1] + 1], 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    # the exact squared distance is a whole number of px²: rounded, OpenCV's float32 distances
+    # tie where scipy's do (OpenCV 5 differs from them by 1e-7, enough to break a tie elsewhere)
+    sq = np.rint(np.square(dist, dtype=np.float64))
+    y, x = np.unravel_index(int(np.argmax(sq)), sq.shape)
     return np.array([y + y0, x + x0], dtype=float)
 
 
