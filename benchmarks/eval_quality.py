@@ -14,7 +14,9 @@ Protocols, on the same objects; every walk stays within its object's z extent:
 * ``p1``: the true mask on the object's middle slice, carried to both ends; stop rules off.
 * ``p1_stop``: the same with the default stop rules and no z limits, as a user runs it (slices
   reached, why each walk stopped, and how far it ran past the object: ``beyond_slices``, the
-  slices outside the object's extent given a mask, and ``beyond_share``, the share of its
+  slices outside the object's extent given a mask, ``volume_iou`` (3D in the table), each object's
+  IoU over the whole volume, seed slices out (an overrun and an early stop both cost there; every
+  protocol reports it), and ``beyond_share``, the share of its
   predicted voxels there).
 * ``p2``: true masks on every k-th slice of the object as anchors (k = 5 for <= 30 slices, else
   10), gaps filled, ends walked.
@@ -27,7 +29,10 @@ Protocols, on the same objects; every walk stays within its object's z extent:
   no propagation: what one slice's segmentation can do at best, as ``segment_slice`` draws it
   (settled on the slice's edges) and the model's own masks (``box_raw`` / ``click_raw``);
   ``click_pick``: the best of SAM's four masks for that click, what a user reaches choosing by eye
-  with the Segment widget's *Other mask* (O) (refined).
+  with the Segment widget's *Other mask* (O) (refined); ``box_shown`` / ``click_shown``: what the
+  Segment widget's S shows for that prompt (``sheet.turn_of_prompt``: on a scroll, the turn the
+  click lies on / the box was drawn around, read from the image; elsewhere the same as
+  ``box`` / ``click``).
 
 Methods: ``copy`` (the seed / nearest anchor mask), ``flow`` (optical-flow warping of the previous
 mask slice to slice: scikit-image ``optical_flow_ilk`` on the windowed intensities, full
@@ -64,6 +69,7 @@ from napari_scroll_sam.sam import models  # noqa: E402
 from napari_scroll_sam.prompts import farthest_from_boundary  # noqa: E402
 from napari_scroll_sam.propagation import Seed, StopRule, WalkConfig, propagate  # noqa: E402
 from napari_scroll_sam.propagation.prior import window  # noqa: E402
+from napari_scroll_sam.propagation.sheet import turn_of_prompt  # noqa: E402
 from napari_scroll_sam.sam.embeddings import SliceEmbedder  # noqa: E402
 from napari_scroll_sam.sam.segment import segment_slice  # noqa: E402
 
@@ -168,11 +174,14 @@ def baseline(method, g, seeds, flow):
 
 
 def score(pred_by_obj, objects, seeds_by_obj, seconds):
-    ious, dices, reached, total, wrong, voxels = [], [], 0, 0, 0, 0
+    ious, dices, reached, total, wrong, voxels, vol_ious = [], [], 0, 0, 0, 0, []
     gt_any = {k: g for k, g in objects.items()}
     for oid, g in objects.items():
         p = pred_by_obj[oid]
         lo, hi = extent(g)
+        keep = np.ones(len(g), bool)
+        keep[sorted(seeds_by_obj[oid])] = False  # every slice but the seeds': overruns count against it
+        vol_ious.append(iou(p[keep], g[keep]))
         for z in range(lo, hi + 1):
             if z in seeds_by_obj[oid] or not g[z].any():
                 continue
@@ -196,6 +205,9 @@ def score(pred_by_obj, objects, seeds_by_obj, seconds):
     return {"mean_iou": round(float(np.mean(ious)), 4) if ious else None,
             "dice": round(float(np.mean(dices)), 4) if dices else None,
             "reached": reached, "object_slices": total,
+            # each object's 3D IoU over the whole volume (seed slices out): a walk past the
+            # object's end, or a stop before it, both cost here
+            "volume_iou": round(float(np.mean(vol_ious)), 4) if vol_ious else None,
             "switches": round(wrong / voxels, 4) if voxels else 0.0,
             # all objects as one (a scroll's sheet, whatever wrap each voxel went to)
             "union_iou": round(float((gt_all & pred_all).sum() / max((gt_all | pred_all).sum(), 1)), 4),
@@ -282,8 +294,9 @@ def ceiling(emb, ds):
     """Each slice prompted from its own true box and one deepest-point click: the masks as
     ``segment_slice`` draws them (settled on the slice's edges) and the model's own
     (``refine=False``: ``box_raw`` / ``click_raw``)."""
-    got = {k: [] for k in ("box", "click", "box_raw", "click_raw", "click_pick")}
+    got = {k: [] for k in ("box", "click", "box_raw", "click_raw", "click_pick", "box_shown", "click_shown")}
     t = time.perf_counter()
+    vol = ds.volume
     for oid, g in ds.objects.items():
         for z in range(g.shape[0]):
             if not g[z].any():
@@ -291,10 +304,19 @@ def ceiling(emb, ds):
             ys, xs = np.nonzero(g[z])
             b = np.array([ys.min(), xs.min(), ys.max(), xs.max()], float)
             p = farthest_from_boundary(g[z])[None]
+
+            def read(bb, z=z):
+                return window(np.asarray(vol.read(z, (bb[0], bb[2]), (bb[1], bb[3]))), vol.contrast_limits)
+
             for refine, sfx in ((True, ""), (False, "_raw")):
-                got["box" + sfx].append(iou(segment_slice(emb, z, box=b, refine=refine).masks[0], g[z]))
-                got["click" + sfx].append(iou(segment_slice(emb, z, points=p, labels=[1], refine=refine).masks[0],
-                                              g[z]))
+                mb = segment_slice(emb, z, box=b, refine=refine).masks[0]
+                mc = segment_slice(emb, z, points=p, labels=[1], refine=refine).masks[0]
+                got["box" + sfx].append(iou(mb, g[z]))
+                got["click" + sfx].append(iou(mc, g[z]))
+                if refine:  # what S shows: on a scroll, the turn the prompt lies on
+                    tb, tc = turn_of_prompt(mb, read, box=b), turn_of_prompt(mc, read, p, [1])
+                    got["box_shown"].append(iou(mb if tb is None else tb, g[z]))
+                    got["click_shown"].append(iou(mc if tc is None else tc, g[z]))
             others = [iou(segment_slice(emb, z, points=p, labels=[1], output=i).masks[0], g[z]) for i in (1, 2, 3)]
             got["click_pick"].append(max([got["click"][-1], *others]))  # output 0 is the click's single mask
     n = max(len(got["box"]), 1)
@@ -330,7 +352,7 @@ def evaluate(ds, model, args, cache):
             log(f"{ds.name} ceiling: {res['ceiling']}")
             continue
         row = {}
-        stop = StopRule() if protocol == "p1_stop" else StopRule.off()
+        stop = StopRule(min_contrast_share=args.min_contrast_share or None) if protocol == "p1_stop" else StopRule.off()
         p3_seeds = None
         if protocol == "p3_pick":  # the same picked seed for every method
             p3_seeds = {oid: picked_click(emb, g, anchors_of(g, "p3")[0]) for oid, g in ds.objects.items()}
@@ -363,7 +385,9 @@ def table(result):
                 c = res["ceiling"]
                 raw = (f"; the model's own {c['box_raw']:.3f} / {c['click_raw']:.3f}" if "box_raw" in c else "")
                 pick = f"; click, best of 4 (Other mask) {c['click_pick']:.3f}" if "click_pick" in c else ""
-                rows.append(f"| {name} | ceiling: true box / click | {c['box']:.3f} / {c['click']:.3f}{raw}{pick} "
+                shown = (f"; as S shows it (a scroll's turn) {c['box_shown']:.3f} / {c['click_shown']:.3f}"
+                         if "box_shown" in c else "")
+                rows.append(f"| {name} | ceiling: true box / click | {c['box']:.3f} / {c['click']:.3f}{raw}{pick}{shown} "
                             f"(n={c['n']})" + " |" * len(result["methods"]))
                 continue
             if p not in res:
@@ -377,7 +401,8 @@ def table(result):
                 cell = f"{v['mean_iou']:.3f}" if v["mean_iou"] is not None else "–"
                 if p == "p1_stop":
                     cell += f" ({v['reached']}/{v['object_slices']}"
-                    cell += f", +{v['beyond_slices']} beyond)" if "beyond_slices" in v else ")"
+                    cell += f", +{v['beyond_slices']} beyond" if "beyond_slices" in v else ""
+                    cell += f", 3D {v['volume_iou']:.3f})" if v.get("volume_iou") is not None else ")"
                 if v["switches"] > 0.02:
                     cell += f" sw {v['switches']:.2f}"
                     if "union_iou" in v:  # objects that swap voxels: how well they cover all of them together
@@ -398,6 +423,8 @@ def main(argv=None):
     ap.add_argument("--protocols", default=",".join(PROTOCOLS))
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--adapt-steps", type=int, default=60)
+    ap.add_argument("--min-contrast-share", type=float, default=StopRule().min_contrast_share,
+                    help="p1_stop's contrast stop rule (0: off; default: StopRule's)")
     ap.add_argument("--chloroplast-objects", type=int, default=16,
                     help="chloroplasts scored (spread over sizes; 0: all 62 of the split, ~4x the time)")
     ap.add_argument("--quick", action="store_true", help="EM stack (4 objects), MRI and the File-menu scroll only")

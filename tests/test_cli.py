@@ -115,3 +115,15 @@ def test_propagate_walk_switches_reach_the_walk():
     assert default.winding and default.recut and default.compete and default.refine
     off = parse("--no-winding", "--no-recut", "--no-compete", "--no-refine")
     assert not off.winding and not off.recut and not off.compete and not off.refine
+
+
+def test_propagate_stop_switches_reach_the_stop_rule():
+    from napari_scroll_sam.cli.main import build_parser
+    from napari_scroll_sam.cli.propagate import _walk_from_args
+    from napari_scroll_sam.propagation import StopRule
+
+    parse = lambda *extra: _walk_from_args(build_parser().parse_args(["propagate", "v", "--prompts", "p.csv", "--out", "o", *extra]))[0]  # noqa: E731
+    assert parse() == StopRule()
+    assert parse("--min-contrast-share", "0").min_contrast_share is None
+    assert parse("--min-contrast-share", "0.2", "--min-area-share", "0.1") == StopRule(min_contrast_share=0.2,
+                                                                                    min_area_share=0.1)

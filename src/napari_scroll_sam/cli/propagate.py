@@ -25,6 +25,10 @@ def _walk_arguments(prop):
                       help="stop after this many slices in a row where the model disagreed with the motion prior")
     prop.add_argument("--min-area-share", type=num, default=s.min_area_share,
                       help="stop where the mask shrinks below this share of its anchor's area (default off)")
+    prop.add_argument("--min-contrast-share", type=num, default=s.min_contrast_share,
+                      help="stop where the mask's contrast with its surroundings falls below this share of its "
+                           f"anchor's on 2 slices in a row: the object has ended (default {s.min_contrast_share}; "
+                           "0 disables)")
     prop.add_argument("--prior", default=w.prior, choices=["flow", "copy", "none"],
                       help="motion prior (none: the model's answers as they are)")
     from ..propagation.flow import FLOWS
@@ -55,7 +59,7 @@ def _walk_from_args(args):
     stop = StopRule(min_pred_iou=args.min_pred_iou, min_slice_iou=args.min_slice_iou,
                     max_area_change=args.max_area_change, max_empty=args.max_empty,
                     stop_slices=frozenset(args.stop_slices or ()), max_overruled=args.max_overruled,
-                    min_area_share=args.min_area_share)
+                    min_area_share=args.min_area_share, min_contrast_share=args.min_contrast_share)
     walk = WalkConfig(prior=None if args.prior == "none" else args.prior, memory=args.memory, accept=args.accept,
                       corridor=args.corridor, snap=args.snap, compete=not args.no_compete,
                       winding=not args.no_winding, recut=not args.no_recut, refine=not args.no_refine,

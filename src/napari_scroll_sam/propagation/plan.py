@@ -77,6 +77,8 @@ class Walk:
     confirmed: tuple | None = None  # (z, mask) of the last slice not carried: where a rewind starts
     dense_until: int | None = None  # after a rewind the model is asked on every slice up to here
     anchor_area: int | None = None  # px of the anchor's mask (the area-share stop rule)
+    anchor_contrast: float | None = None  # the anchor mask's contrast (the contrast stop rule; None: not judged)
+    low_run: int = 0  # slices in a row under the contrast rule's share
 
     def __post_init__(self):
         self.anchor = self.z if self.anchor is None else self.anchor
@@ -102,7 +104,7 @@ class Walk:
             return False
         self.dense_until, self.pending = self.z, []
         self.z, self.mask = self.confirmed
-        self.memory, self.logits, self.empty_run = [Track(self.mask)], None, 0
+        self.memory, self.logits, self.empty_run, self.low_run = [Track(self.mask)], None, 0, 0
         return True
 
 

@@ -56,9 +56,9 @@ from .engine import SliceImages, WalkConfig
 from .prior import grow_box, mask_box, refine, refine_pad
 from .plan import Seed, Walk, plan_walks, validate
 from .recut import recut
-from .sheet import turn_around
+from .sheet import turn_of_prompt
 from .winding import union_winds
-from .stop import PropagationError, StopRule
+from .stop import CONTRAST_MIN, PropagationError, StopRule, mask_contrast
 
 
 @dataclasses.dataclass
@@ -161,10 +161,10 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
                 s, mask, logits, iou = results[i]
                 results[i] = (s, refine(mask, grey, s.box), logits, iou)
         lone = cfg.winding and prompted and (not shared or not union_winds([results[i][1] for i in prompted]))
-        if lone:  # a scroll's wraps clicked alone (or whose masks do not wind together): turns from the image
+        if lone:  # a scroll's wraps clicked / boxed alone (or whose masks do not wind together): turns from the image
             for i in prompted:
                 s, mask, logits, iou = results[i]
-                turn = turn_around(mask, _positives(s), lambda box: images.crop(z, box))
+                turn = turn_of_prompt(mask, lambda box: images.crop(z, box), s.points, s.labels, s.box)
                 if turn is not None:
                     results[i] = (s, turn, None, iou)
         if shared:  # several objects clicked on one slice: they share it out
@@ -189,6 +189,10 @@ def _run(embedder, seeds, labels, strategy, stop, direction, z_limits, replace, 
 
     # 2./3. walks
     walks = plan_walks(anchors, direction, z_limits, embedder.volume.shape[0])
+    if stop.min_contrast_share:  # the anchors' contrast with their surroundings (the contrast rule)
+        for w in walks:
+            c = mask_contrast(w.mask, lambda box, z=w.z: images.crop(z, box))
+            w.anchor_contrast = c if c is not None and abs(c) >= CONTRAST_MIN else None
     for step in (+1, -1):
         sweep = [w for w in walks if w.step == step]
         while True:
@@ -289,10 +293,14 @@ def _step(embedder, predictor, images, labels, z, step, here, strategy, stop, cf
         carried_run = sum(rep is not None for *_, rep in w.pending)
         overruled = (w.overruled_run if source == "carried" else
                      w.overruled_run + 1 + carried_run if source == "prior" else 0)
-        reason = stop.check(area, prev_area, piou, moved, w.anchor_area) or stop.overruled_fires(overruled)
+        low = w.anchor_contrast is not None and stop.low_contrast(
+            mask_contrast(kept, lambda box: images.crop(z, box)), w.anchor_contrast)
+        low_run = w.low_run + 1 if low else 0
+        reason = (stop.check(area, prev_area, piou, moved, w.anchor_area) or stop.overruled_fires(overruled)
+                  or stop.contrast_fires(low_run))
         if reason and w.rewind():  # carried slices since the model last saw it: find where the rule fires
             continue
-        w.overruled_run = overruled
+        w.overruled_run, w.low_run = overruled, low_run
         if reason:
             w.active, w.pending = False, []
             reports.append(SliceReport(z, w.object_id, area, float(piou), s_iou, step, reason, source=source,
