@@ -228,6 +228,32 @@ def _spilled(gt, w, click, reach=40):
     return (gt == w) | ((gt == (w + 1 if w < gt.max() else w - 1)) & near)
 
 
+class _Spill:
+    """The model: any prompt answers wrap ``w`` and the next one near ``near`` (``_spilled``)."""
+
+    def __init__(self, gt, w, near):
+        self.gt, self.w, self.near = gt, w, near
+
+    def predict(self, embedding, original_size, points=None, point_labels=None, boxes=None, mask_input=None,
+                multimask=False):
+        import torch
+
+        from napari_scroll_sam.sam.predictor import Prediction
+
+        zz = int(torch.as_tensor(embedding).flatten()[0])
+        return Prediction(_spilled(self.gt[zz], self.w, self.near)[None], np.ones(1, np.float32),
+                          torch.zeros((1, 1, 16, 16)))
+
+
+def _phantom_embedder(image, gt):
+    from napari_scroll_sam.io.volume import Volume
+    from tests.test_propagation import OracleEmbedder
+
+    emb = OracleEmbedder(gt)
+    emb.volume = Volume(levels=[image], contrast_limits=(7000, 40000), name="phantom")
+    return emb
+
+
 def test_a_wrap_clicked_alone_is_its_turn_read_from_the_image(phantom):
     """``lone_turn``: one clicked wrap whose mask runs on along the next turn is the turn the
     click lies on, read from the image, whatever wrap; None where the sheet does not wind."""
@@ -279,25 +305,12 @@ def test_a_wrap_boxed_alone_is_the_turn_its_box_was_drawn_around(phantom):
 def test_one_wrap_clicked_alone_walks_its_own_turn(phantom):
     """Propagate from one click on one wrap (no other object): the seed slice holds the wrap's
     turn, not the neighbour the model's mask ran onto; without winding the mask stays."""
-    import torch
-
-    from napari_scroll_sam.io.volume import Volume
-    from napari_scroll_sam.sam.predictor import Prediction
-    from tests.test_propagation import OracleEmbedder
-
     image, sheets = phantom
     gt = sheets[24:40].astype(np.uint32)
     w, z = 5, 8
     click = farthest_from_boundary(gt[z] == w)
 
-    class Spill:  # the model: a click answers the wrap and the next one near the click
-        def predict(self, embedding, original_size, points=None, point_labels=None, boxes=None, mask_input=None,
-                    multimask=False):
-            zz = int(torch.as_tensor(embedding).flatten()[0])
-            return Prediction(_spilled(gt[zz], w, click)[None], np.ones(1, np.float32), torch.zeros((1, 1, 16, 16)))
-
-    emb = OracleEmbedder(gt)
-    emb.volume = Volume(levels=[image[24:40]], contrast_limits=(7000, 40000), name="phantom")
+    emb, Spill = _phantom_embedder(image[24:40], gt), lambda: _Spill(gt, w, click)
     for wind in (True, False):
         labels = np.zeros(gt.shape, np.uint32)
         list(propagate(emb, [Seed(1, z, points=click[None], labels=[1])], labels, predictor=Spill(),
@@ -309,12 +322,6 @@ def test_one_wrap_clicked_alone_walks_its_own_turn(phantom):
 def test_one_wrap_boxed_alone_walks_its_own_turn(phantom):
     """Propagate from one box around one wrap: the seed slice holds the wrap's turn, not the
     neighbour the model's mask ran onto."""
-    import torch
-
-    from napari_scroll_sam.io.volume import Volume
-    from napari_scroll_sam.sam.predictor import Prediction
-    from tests.test_propagation import OracleEmbedder
-
     image, sheets = phantom
     gt = sheets[24:40].astype(np.uint32)
     w, z = 6, 8
@@ -322,14 +329,7 @@ def test_one_wrap_boxed_alone_walks_its_own_turn(phantom):
     box = np.array([ys.min(), xs.min(), ys.max(), xs.max()], float)
     near = farthest_from_boundary(gt[z] == w)
 
-    class Spill:
-        def predict(self, embedding, original_size, points=None, point_labels=None, boxes=None, mask_input=None,
-                    multimask=False):
-            zz = int(torch.as_tensor(embedding).flatten()[0])
-            return Prediction(_spilled(gt[zz], w, near)[None], np.ones(1, np.float32), torch.zeros((1, 1, 16, 16)))
-
-    emb = OracleEmbedder(gt)
-    emb.volume = Volume(levels=[image[24:40]], contrast_limits=(7000, 40000), name="phantom")
+    emb, Spill = _phantom_embedder(image[24:40], gt), lambda: _Spill(gt, w, near)
     for wind in (True, False):
         labels = np.zeros(gt.shape, np.uint32)
         list(propagate(emb, [Seed(1, z, box=box)], labels, predictor=Spill(), direction="up", z_limits=(z, z + 1),
