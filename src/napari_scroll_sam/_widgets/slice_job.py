@@ -91,10 +91,10 @@ class SliceJob:
         if not emb.is_cached(p["z"]):
             yield f"encoding slice {p['z']}…"
         pred = segment_slice(emb, p["z"], **p["prompts"], output=p["output"])
-        return p, self._turn_of_click(p, pred)
+        return p, self._turn_of_prompt(p, pred)
 
     @staticmethod
-    def _turn_of_click(p, pred):
+    def _turn_of_prompt(p, pred):
         """One object's click or box (not Other mask) on a scroll's wrap: the turn it lies on,
         read from the image (``sheet.turn_of_prompt``; the model's mask runs on along the next
         turn); several boxes, or a sheet that does not wind, keep SAM's mask."""
