@@ -169,7 +169,7 @@ def agreement(a, b):
 def bench_model(name, args, dev, vol, seed, rgbs):
     model = load(name, dev)
     n = vol.shape[0] - 1
-    stop = StopRule(0, 0, None, max_empty=vol.shape[0] + 1)  # walk every slice whatever the masks
+    stop = StopRule(0, 0, None, max_empty=vol.shape[0] + 1, min_contrast_share=None)  # walk every slice whatever the masks
     bs = args.batch_size or None
     from napari_scroll_sam.sam.precision import compute_dtype
 
